@@ -1,0 +1,86 @@
+//! The key ring: each ticket's data key, stored wrapped by a master key.
+//! Deleting a ticket's row shreds its sealed text in every event.
+
+use std::sync::Arc;
+
+use domain::values::TicketId;
+use thiserror::Error;
+
+use crate::cipher::{CipherError, DataKey, MasterKeys, WrappedKey};
+use crate::db::Db;
+use crate::on_db;
+
+#[derive(Debug, Error)]
+pub enum KeyError {
+    #[error(transparent)]
+    Cipher(#[from] CipherError),
+    #[error("key store failure: {0}")]
+    Store(#[from] sqlx::Error),
+}
+
+#[derive(Clone)]
+pub struct KeyRing {
+    db: Db,
+    master: Arc<MasterKeys>,
+}
+
+impl KeyRing {
+    pub fn new(db: Db, master: MasterKeys) -> Self {
+        Self { db, master: Arc::new(master) }
+    }
+
+    /// Makes and stores a fresh data key for a new ticket. It is written
+    /// before the ticket's first event, so no event is ever unreadable; a
+    /// key whose command then fails is harmless and unused.
+    ///
+    /// # Errors
+    /// When the key cannot be stored.
+    pub async fn create(&self, ticket: TicketId) -> Result<DataKey, KeyError> {
+        let (key, wrapped) = self.master.new_data_key(ticket.as_uuid());
+        const SQL: &str = "INSERT INTO data_keys (ticket_id, kid, wrapped) VALUES ($1, $2, $3)";
+        on_db!(&self.db, pool => sqlx::query(SQL).bind(ticket.as_uuid()).bind(&wrapped.kid).bind(&wrapped.ciphertext).execute(pool).await.map(|_| ()))?;
+        Ok(key)
+    }
+
+    /// The ticket's data key, or `None` once it has been shredded.
+    ///
+    /// # Errors
+    /// When the store fails or the master key named by the row is unknown.
+    pub async fn get(&self, ticket: TicketId) -> Result<Option<DataKey>, KeyError> {
+        const SQL: &str = "SELECT kid, wrapped FROM data_keys WHERE ticket_id = $1";
+        let row: Option<(String, String)> =
+            on_db!(&self.db, pool => sqlx::query_as(SQL).bind(ticket.as_uuid()).fetch_optional(pool).await)?;
+        row.map(|(kid, ciphertext)| self.master.unwrap(ticket.as_uuid(), &WrappedKey { kid, ciphertext }))
+            .transpose()
+            .map_err(KeyError::from)
+    }
+
+    /// Destroys a ticket's data key: its sealed text can never be read again.
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub async fn shred(&self, ticket: TicketId) -> Result<bool, KeyError> {
+        const SQL: &str = "DELETE FROM data_keys WHERE ticket_id = $1";
+        let done = on_db!(&self.db, pool => sqlx::query(SQL).bind(ticket.as_uuid()).execute(pool).await.map(|r| r.rows_affected()))?;
+        Ok(done > 0)
+    }
+
+    /// Re-wraps every data key not yet under the active master key, so an
+    /// old master key can be retired. Events are never touched.
+    ///
+    /// # Errors
+    /// When the store fails or a key cannot be unwrapped.
+    pub async fn rotate(&self) -> Result<u64, KeyError> {
+        const SELECT: &str = "SELECT ticket_id, kid, wrapped FROM data_keys WHERE kid <> $1";
+        const UPDATE: &str = "UPDATE data_keys SET kid = $2, wrapped = $3 WHERE ticket_id = $1";
+        let rows: Vec<(uuid::Uuid, String, String)> = on_db!(&self.db, pool =>
+            sqlx::query_as(SELECT).bind(self.master.active_kid()).fetch_all(pool).await)?;
+        let mut count = 0;
+        for (ticket, kid, ciphertext) in rows {
+            let rewrapped = self.master.rewrap(ticket, &WrappedKey { kid, ciphertext })?;
+            on_db!(&self.db, pool => sqlx::query(UPDATE).bind(ticket).bind(&rewrapped.kid).bind(&rewrapped.ciphertext).execute(pool).await.map(|_| ()))?;
+            count += 1;
+        }
+        Ok(count)
+    }
+}

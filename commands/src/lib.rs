@@ -1,0 +1,9 @@
+//! Write side: cqrs-es wiring, the event store choice (PostgreSQL or
+//! SQLite) and the services commands need (the cipher, retries).
+#![forbid(unsafe_code)]
+
+pub mod cipher;
+pub mod db;
+pub mod event_repo;
+pub mod write;
+pub mod keys;

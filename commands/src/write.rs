@@ -1,0 +1,169 @@
+//! The write side: commands go through cqrs-es to the event store.
+//!
+//! A command that loses an optimistic-concurrency race is re-decided on
+//! fresh state a bounded number of times. If the client named an expected
+//! version, the fresh decision turns into the aggregate's own version
+//! conflict; otherwise the update simply lands on top of the winner's.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use cqrs_es::persist::PersistedEventStore;
+use cqrs_es::{Aggregate, AggregateError, CqrsFramework};
+use domain::account::{Account, AccountCommand};
+use domain::ticket::{Ticket, TicketCommand};
+use domain::values::{Role, TicketId, UserId};
+use thiserror::Error;
+use tokio::sync::Notify;
+
+use crate::db::Db;
+use crate::event_repo::EventRepo;
+use crate::on_db;
+
+/// Aggregates are snapshotted every this many events, so loading one costs
+/// the same whatever the length of its history.
+const SNAPSHOT_EVERY: usize = 50;
+/// How many times a command is re-decided after losing a race.
+const MAX_ATTEMPTS: u32 = 8;
+
+type Framework<A> = CqrsFramework<A, PersistedEventStore<EventRepo, A>>;
+
+/// Who asked for a change and in which request; recorded on every event.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub user_id: Option<UserId>,
+    pub role: Option<Role>,
+    pub request_id: String,
+}
+
+impl Actor {
+    /// The server itself, e.g. bootstrap and the CLI.
+    pub fn system(request_id: impl Into<String>) -> Self {
+        Self { user_id: None, role: None, request_id: request_id.into() }
+    }
+
+    fn metadata(&self, at: DateTime<Utc>) -> HashMap<String, String> {
+        let mut metadata = HashMap::from([
+            ("at".to_owned(), at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
+            ("request_id".to_owned(), self.request_id.clone()),
+        ]);
+        if let Some(user) = self.user_id {
+            metadata.insert("actor_id".to_owned(), user.to_string());
+        }
+        if let Some(role) = self.role {
+            metadata.insert("actor_role".to_owned(), role.as_str().to_owned());
+        }
+        metadata
+    }
+}
+
+/// Why a command did not land.
+#[derive(Debug, Error)]
+pub enum WriteError<E: std::error::Error> {
+    /// The aggregate refused: a business rule.
+    #[error(transparent)]
+    Rejected(E),
+    /// Still losing races after every retry.
+    #[error("too many concurrent changes")]
+    Contended,
+    #[error("event store failure: {0}")]
+    Store(String),
+}
+
+fn snapshot_store<A: Aggregate>(db: &Db) -> PersistedEventStore<EventRepo, A> {
+    PersistedEventStore::new_snapshot_store(EventRepo::new(db), SNAPSHOT_EVERY)
+}
+
+pub struct WriteSide {
+    db: Db,
+    tickets: Framework<Ticket>,
+    accounts: Framework<Account>,
+    appended: Arc<Notify>,
+}
+
+impl WriteSide {
+    pub fn new(db: Db) -> Self {
+        Self {
+            tickets: CqrsFramework::new(snapshot_store(&db), vec![], ()),
+            accounts: CqrsFramework::new(snapshot_store(&db), vec![], ()),
+            db,
+            appended: Arc::new(Notify::new()),
+        }
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Woken after every append, so an in-process projector reacts at once.
+    pub fn appended(&self) -> Arc<Notify> {
+        self.appended.clone()
+    }
+
+    /// Runs a ticket command; returns the ticket's version afterwards.
+    ///
+    /// # Errors
+    /// The aggregate's refusal, persistent contention or a store failure.
+    pub async fn ticket(
+        &self,
+        id: TicketId,
+        command: TicketCommand,
+        actor: &Actor,
+    ) -> Result<u64, WriteError<domain::ticket::TicketError>> {
+        self.execute(&self.tickets, &id.to_string(), command, actor).await
+    }
+
+    /// Runs an account command; returns the account's version afterwards.
+    ///
+    /// # Errors
+    /// The aggregate's refusal, persistent contention or a store failure.
+    pub async fn account(
+        &self,
+        id: UserId,
+        command: AccountCommand,
+        actor: &Actor,
+    ) -> Result<u64, WriteError<domain::account::AccountError>> {
+        self.execute(&self.accounts, &id.to_string(), command, actor).await
+    }
+
+    async fn execute<A>(
+        &self,
+        framework: &Framework<A>,
+        id: &str,
+        command: A::Command,
+        actor: &Actor,
+    ) -> Result<u64, WriteError<A::Error>>
+    where
+        A: Aggregate,
+        A::Command: Clone,
+    {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let at = Utc::now().trunc_subsecs(6);
+            match framework.execute_with_metadata(id, command.clone(), actor.metadata(at)).await {
+                Ok(()) => {
+                    self.appended.notify_waiters();
+                    return self.version_of::<A>(id).await;
+                }
+                Err(AggregateError::UserError(error)) => return Err(WriteError::Rejected(error)),
+                Err(AggregateError::AggregateConflict) if attempt < MAX_ATTEMPTS => {
+                    let backoff = 2u64.pow(attempt.min(6)) + rand::random::<u64>() % 5;
+                    tokio::time::sleep(Duration::from_millis(backoff)).await;
+                }
+                Err(AggregateError::AggregateConflict) => return Err(WriteError::Contended),
+                Err(other) => return Err(WriteError::Store(other.to_string())),
+            }
+        }
+    }
+
+    /// The stream's last sequence, which the read model reaches once projected.
+    async fn version_of<A: Aggregate>(&self, id: &str) -> Result<u64, WriteError<A::Error>> {
+        const SQL: &str = "SELECT COALESCE(MAX(sequence), 0) FROM events WHERE aggregate_type = $1 AND aggregate_id = $2";
+        let version: i64 = on_db!(&self.db, pool => sqlx::query_scalar(SQL).bind(A::TYPE).bind(id).fetch_one(pool).await)
+            .map_err(|e| WriteError::Store(e.to_string()))?;
+        Ok(u64::try_from(version).unwrap_or_default())
+    }
+}
