@@ -1,0 +1,3 @@
+//! HTTP and GraphQL edge of Tickets.
+#![forbid(unsafe_code)]
+pub mod auth;

@@ -1,0 +1,305 @@
+//! The projector: reads the event stream in commit order and keeps the read
+//! models and the audit history, with its checkpoint in the same
+//! transaction as the writes, so a crash never loses or repeats an event.
+//!
+//! On PostgreSQL a position is drawn at insert but visible at commit, so a
+//! reader following positions alone could pass a slow transaction's event
+//! for ever. Each event also records its transaction id; the projector
+//! reads in `(transaction_id, position)` order and only below the oldest
+//! transaction still running, where nothing can appear any more. On SQLite
+//! writers are serialised and the position alone is the commit order.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use commands::db::Db;
+use commands::keys::KeyRing;
+use domain::account::{Account, AccountEvent};
+use domain::ticket::{Ticket, TicketEvent};
+use domain::values::TicketId;
+use cqrs_es::Aggregate;
+use serde_json::Value;
+use sqlx::{Connection, PgConnection};
+use tokio::sync::{watch, Notify};
+use uuid::Uuid;
+
+use crate::views::{account_writes, ticket_writes, Meta};
+use crate::writes::{apply_postgres, apply_sqlite, Write};
+
+/// The checkpoint's name; one projector feeds all read models.
+const NAME: &str = "read_models";
+/// Events per transaction.
+const BATCH: i64 = 1000;
+/// How often an idle projector looks for events written by other processes.
+const POLL: Duration = Duration::from_millis(50);
+/// Advisory lock key electing the one projector per database ("TICKETS\0").
+const LEADER_LOCK: i64 = 0x5449_434b_4554_5300;
+
+/// Where the projector has got to: events are applied in this order.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Checkpoint {
+    pub transaction_id: i64,
+    pub position: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct EventRow {
+    position: i64,
+    transaction_id: i64,
+    aggregate_type: String,
+    aggregate_id: String,
+    sequence: i64,
+    event_version: String,
+    payload: Value,
+    metadata: Value,
+    recorded_at: DateTime<Utc>,
+}
+
+const READ_POSTGRES: &str = "
+SELECT position, transaction_id::text::bigint AS transaction_id, aggregate_type, aggregate_id, sequence,
+       event_version, payload, metadata, recorded_at
+  FROM events
+ WHERE (transaction_id, position) > ($1::text::xid8, $2)
+   AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+ ORDER BY transaction_id, position
+ LIMIT $3";
+
+const READ_SQLITE: &str = "
+SELECT position, 0 AS transaction_id, aggregate_type, aggregate_id, sequence,
+       event_version, json(payload) AS payload, json(metadata) AS metadata, recorded_at
+  FROM events
+ WHERE position > $2 AND $1 = $1
+ ORDER BY position
+ LIMIT $3";
+
+const SAVE_POSTGRES: &str = "
+INSERT INTO projector_checkpoints (name, transaction_id, position) VALUES ($1, $2::text::xid8, $3)
+ON CONFLICT (name) DO UPDATE SET transaction_id = excluded.transaction_id, position = excluded.position";
+
+const SAVE_SQLITE: &str = "
+INSERT INTO projector_checkpoints (name, transaction_id, position) VALUES ($1, $2, $3)
+ON CONFLICT (name) DO UPDATE SET transaction_id = excluded.transaction_id, position = excluded.position";
+
+const CLEAR_READ_MODELS: &str = "DELETE FROM ticket_history; DELETE FROM tickets; DELETE FROM users; \
+    DELETE FROM projector_checkpoints;";
+
+pub struct Projector {
+    db: Db,
+    keys: KeyRing,
+    wake: Arc<Notify>,
+    progress: watch::Sender<Checkpoint>,
+}
+
+impl Projector {
+    /// `wake` is notified by the write side after each append.
+    pub fn new(db: Db, keys: KeyRing, wake: Arc<Notify>) -> Self {
+        let (progress, _) = watch::channel(Checkpoint::default());
+        Self { db, keys, wake, progress }
+    }
+
+    /// Changes whenever a batch has been committed to the read models.
+    pub fn progress(&self) -> watch::Receiver<Checkpoint> {
+        self.progress.subscribe()
+    }
+
+    /// Runs until `stop` turns true: waits to be elected, then projects.
+    /// Errors are logged and retried; the read models only ever lag.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        loop {
+            let result = tokio::select! {
+                result = self.lead() => result,
+                _ = stop.wait_for(|stop| *stop) => return,
+            };
+            if let Err(error) = result {
+                tracing::error!(error = format!("{error:#}"), "projector failed; retrying");
+            }
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = stop.wait_for(|stop| *stop) => return,
+            }
+        }
+    }
+
+    async fn lead(&self) -> anyhow::Result<()> {
+        let mut leader = self.elect(None).await?;
+        tracing::info!("projector elected");
+        loop {
+            let applied = self.catch_up_on(leader.as_mut()).await?;
+            if applied == 0 {
+                tokio::select! {
+                    () = self.wake.notified() => {}
+                    () = tokio::time::sleep(POLL) => {}
+                }
+            }
+        }
+    }
+
+    /// On PostgreSQL, a connection holding the leader lock; `None` on SQLite.
+    async fn elect(&self, give_up_after: Option<Duration>) -> anyhow::Result<Option<PgConnection>> {
+        let Db::Postgres(pool) = &self.db else { return Ok(None) };
+        let mut conn = pool.acquire().await?.detach();
+        let started = tokio::time::Instant::now();
+        loop {
+            let won: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                .bind(LEADER_LOCK)
+                .fetch_one(&mut conn)
+                .await?;
+            if won {
+                return Ok(Some(conn));
+            }
+            if give_up_after.is_some_and(|limit| started.elapsed() > limit) {
+                anyhow::bail!("another projector holds the lock; stop the servers first");
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    /// Applies everything available now; returns how many events it applied.
+    /// For tests and tools; the running projector is elected first.
+    ///
+    /// # Errors
+    /// When the store fails or an event cannot be read.
+    pub async fn catch_up(&self) -> anyhow::Result<usize> {
+        let mut leader = self.elect(Some(Duration::from_secs(30))).await?;
+        let mut total = 0;
+        loop {
+            let applied = self.catch_up_on(leader.as_mut()).await?;
+            if applied == 0 {
+                return Ok(total);
+            }
+            total += applied;
+        }
+    }
+
+    /// Empties the read models and projects every event again from zero.
+    ///
+    /// # Errors
+    /// When a running server holds the projector lock, or the store fails.
+    pub async fn rebuild(&self) -> anyhow::Result<usize> {
+        let mut leader = self.elect(Some(Duration::from_secs(10))).await?;
+        match (&self.db, leader.as_mut()) {
+            (Db::Postgres(_), Some(conn)) => clear(conn.begin().await?).await?,
+            (Db::Sqlite(pool), _) => clear(pool.begin().await?).await?,
+            (Db::Postgres(_), None) => unreachable!("elected on PostgreSQL"),
+        }
+        let mut total = 0;
+        loop {
+            let applied = self.catch_up_on(leader.as_mut()).await?;
+            if applied == 0 {
+                return Ok(total);
+            }
+            total += applied;
+        }
+    }
+
+    async fn checkpoint(&self, leader: Option<&mut PgConnection>) -> anyhow::Result<Checkpoint> {
+        const SQL_PG: &str =
+            "SELECT transaction_id::text::bigint, position FROM projector_checkpoints WHERE name = $1";
+        const SQL_LITE: &str = "SELECT transaction_id, position FROM projector_checkpoints WHERE name = $1";
+        let row: Option<(i64, i64)> = match (&self.db, leader) {
+            (Db::Postgres(_), Some(conn)) => sqlx::query_as(SQL_PG).bind(NAME).fetch_optional(conn).await?,
+            (Db::Sqlite(pool), _) => sqlx::query_as(SQL_LITE).bind(NAME).fetch_optional(pool).await?,
+            (Db::Postgres(pool), None) => sqlx::query_as(SQL_PG).bind(NAME).fetch_optional(pool).await?,
+        };
+        Ok(row.map(|(transaction_id, position)| Checkpoint { transaction_id, position }).unwrap_or_default())
+    }
+
+    /// One batch: read after the checkpoint, apply, move the checkpoint, commit.
+    async fn catch_up_on(&self, mut leader: Option<&mut PgConnection>) -> anyhow::Result<usize> {
+        let from = self.checkpoint(leader.as_deref_mut()).await?;
+        let rows: Vec<EventRow> = match (&self.db, leader.as_deref_mut()) {
+            (Db::Postgres(_), Some(conn)) => {
+                sqlx::query_as(READ_POSTGRES)
+                    .bind(from.transaction_id.to_string())
+                    .bind(from.position)
+                    .bind(BATCH)
+                    .fetch_all(conn)
+                    .await?
+            }
+            (Db::Sqlite(pool), _) => {
+                sqlx::query_as(READ_SQLITE)
+                    .bind(from.transaction_id)
+                    .bind(from.position)
+                    .bind(BATCH)
+                    .fetch_all(pool)
+                    .await?
+            }
+            (Db::Postgres(_), None) => anyhow::bail!("projecting on PostgreSQL requires the leader lock"),
+        };
+        let Some(last) = rows.last() else { return Ok(0) };
+        let to = Checkpoint { transaction_id: last.transaction_id, position: last.position };
+        let writes = self.writes_for(&rows).await?;
+        match (&self.db, leader) {
+            (Db::Postgres(_), Some(conn)) => {
+                let mut tx = conn.begin().await?;
+                apply_postgres(&mut tx, &writes).await?;
+                sqlx::query(SAVE_POSTGRES)
+                    .bind(NAME)
+                    .bind(to.transaction_id.to_string())
+                    .bind(to.position)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+            }
+            (Db::Sqlite(pool), _) => {
+                let mut tx = pool.begin().await?;
+                apply_sqlite(&mut tx, &writes).await?;
+                sqlx::query(SAVE_SQLITE).bind(NAME).bind(to.transaction_id).bind(to.position).execute(&mut *tx).await?;
+                tx.commit().await?;
+            }
+            (Db::Postgres(_), None) => unreachable!("checked above"),
+        }
+        self.progress.send_replace(to);
+        Ok(rows.len())
+    }
+
+    async fn writes_for(&self, rows: &[EventRow]) -> anyhow::Result<Vec<Write>> {
+        let mut keys = HashMap::new();
+        let mut writes = Vec::with_capacity(rows.len() * 2);
+        for row in rows {
+            let meta = Meta::from_json(&row.metadata, row.recorded_at);
+            let id = Uuid::parse_str(&row.aggregate_id)
+                .with_context(|| format!("event {} has a malformed aggregate id", row.position))?;
+            match row.aggregate_type.as_str() {
+                Ticket::TYPE => {
+                    let event: TicketEvent = decode(row)?;
+                    let needs_key = matches!(
+                        event,
+                        TicketEvent::TicketOpened { .. } | TicketEvent::AttachmentAdded { .. }
+                    );
+                    if needs_key && !keys.contains_key(&id) {
+                        keys.insert(id, self.keys.get(TicketId::from_uuid(id)).await?);
+                    }
+                    let key = keys.get(&id).and_then(Option::as_ref);
+                    let open = |field, sealed: &_| key.and_then(|key| key.open(id, field, sealed).ok());
+                    writes.extend(ticket_writes(id, row.sequence, &event, &meta, &open));
+                }
+                Account::TYPE => {
+                    let event: AccountEvent = decode(row)?;
+                    writes.extend(account_writes(id, row.sequence, &event, &meta));
+                }
+                other => tracing::warn!(aggregate_type = other, position = row.position, "unknown stream skipped"),
+            }
+        }
+        Ok(writes)
+    }
+}
+
+/// Reads an event's payload; version 1 is the only one so far, and later
+/// versions get an upcaster here.
+fn decode<E: serde::de::DeserializeOwned>(row: &EventRow) -> anyhow::Result<E> {
+    anyhow::ensure!(row.event_version == "1", "event {} has unknown version {}", row.position, row.event_version);
+    serde_json::from_value(row.payload.clone()).with_context(|| format!("event {} cannot be read", row.position))
+}
+
+async fn clear<DB: sqlx::Database>(mut tx: sqlx::Transaction<'_, DB>) -> anyhow::Result<()>
+where
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+{
+    sqlx::raw_sql(CLEAR_READ_MODELS).execute(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(())
+}

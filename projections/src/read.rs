@@ -1,0 +1,307 @@
+//! Queries over the read models, for the API. Every function here reads;
+//! only the projector writes these tables.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use commands::db::Db;
+use commands::on_db;
+use sqlx::QueryBuilder;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::projector::Checkpoint;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TicketRow {
+    pub id: Uuid,
+    pub title: String,
+    pub description: String,
+    pub priority: String,
+    pub priority_rank: i16,
+    pub status: String,
+    pub reporter_id: Uuid,
+    pub assignee_id: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub version: i64,
+    pub notes_envelope: Option<String>,
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct UserRow {
+    pub id: Uuid,
+    pub email: String,
+    pub display_name: String,
+    pub role: String,
+    pub disabled: bool,
+    pub password_hash: String,
+    pub created_at: DateTime<Utc>,
+    pub version: i64,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct HistoryRow {
+    pub sequence: i64,
+    pub at: DateTime<Utc>,
+    pub actor_id: Option<Uuid>,
+    pub actor_role: Option<String>,
+    pub action: String,
+    pub field: Option<String>,
+    pub from_value: Option<String>,
+    pub to_value: Option<String>,
+}
+
+/// The orders a ticket list can take; each ends in `id` so keys are unique.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TicketOrder {
+    CreatedDesc,
+    CreatedAsc,
+    UpdatedDesc,
+    PriorityDesc,
+}
+
+/// The position of the last row seen, in the order's own key.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TicketKey {
+    pub at: DateTime<Utc>,
+    pub rank: i16,
+    pub id: Uuid,
+}
+
+impl TicketKey {
+    pub fn of(row: &TicketRow, order: TicketOrder) -> Self {
+        let at = match order {
+            TicketOrder::UpdatedDesc => row.updated_at,
+            _ => row.created_at,
+        };
+        Self { at, rank: row.priority_rank, id: row.id }
+    }
+}
+
+/// What a ticket list asks for. `reporter_only` is the caller's RBAC scope.
+#[derive(Debug, Clone, Default)]
+pub struct TicketQuery {
+    pub visible_to_reporter: Option<Uuid>,
+    pub include_deleted: bool,
+    pub status: Option<String>,
+    pub priority: Option<String>,
+    pub assignee: Option<Uuid>,
+    pub reporter: Option<Uuid>,
+    pub search: Option<String>,
+    pub order: Option<TicketOrder>,
+    pub after: Option<TicketKey>,
+    pub limit: i64,
+}
+
+const TICKET_COLUMNS: &str = "SELECT id, title, description, priority, priority_rank, status, reporter_id, \
+    assignee_id, created_at, updated_at, version, notes_envelope, deleted_at FROM tickets";
+const USER_COLUMNS: &str =
+    "SELECT id, email, display_name, role, disabled, password_hash, created_at, version FROM users";
+
+/// Escapes `%`, `_` and `\` so a search is a plain substring match.
+fn like_pattern(search: &str) -> String {
+    let escaped: String = search
+        .to_lowercase()
+        .chars()
+        .flat_map(|c| match c {
+            '%' | '_' | '\\' => vec!['\\', c],
+            c => vec![c],
+        })
+        .collect();
+    format!("%{escaped}%")
+}
+
+/// Builds the list query for either database with its own placeholders.
+macro_rules! ticket_list_query {
+    ($query:expr) => {{
+        let q: &TicketQuery = $query;
+        let mut sql = QueryBuilder::new(TICKET_COLUMNS);
+        sql.push(" WHERE 1 = 1");
+        if let Some(reporter) = q.visible_to_reporter {
+            sql.push(" AND reporter_id = ").push_bind(reporter);
+        }
+        if !q.include_deleted {
+            sql.push(" AND deleted_at IS NULL");
+        }
+        if let Some(status) = &q.status {
+            sql.push(" AND status = ").push_bind(status.clone());
+        }
+        if let Some(priority) = &q.priority {
+            sql.push(" AND priority = ").push_bind(priority.clone());
+        }
+        if let Some(assignee) = q.assignee {
+            sql.push(" AND assignee_id = ").push_bind(assignee);
+        }
+        if let Some(reporter) = q.reporter {
+            sql.push(" AND reporter_id = ").push_bind(reporter);
+        }
+        if let Some(search) = q.search.as_deref().filter(|s| !s.trim().is_empty()) {
+            let pattern = like_pattern(search.trim());
+            sql.push(" AND (lower(title) LIKE ").push_bind(pattern.clone()).push(" ESCAPE '\\'");
+            sql.push(" OR lower(description) LIKE ").push_bind(pattern).push(" ESCAPE '\\')");
+        }
+        let order = q.order.unwrap_or(TicketOrder::CreatedDesc);
+        if let Some(key) = &q.after {
+            match order {
+                TicketOrder::CreatedDesc => {
+                    sql.push(" AND (created_at, id) < (").push_bind(key.at).push(", ").push_bind(key.id).push(")");
+                }
+                TicketOrder::CreatedAsc => {
+                    sql.push(" AND (created_at, id) > (").push_bind(key.at).push(", ").push_bind(key.id).push(")");
+                }
+                TicketOrder::UpdatedDesc => {
+                    sql.push(" AND (updated_at, id) < (").push_bind(key.at).push(", ").push_bind(key.id).push(")");
+                }
+                TicketOrder::PriorityDesc => {
+                    sql.push(" AND (priority_rank, created_at, id) < (")
+                        .push_bind(key.rank)
+                        .push(", ")
+                        .push_bind(key.at)
+                        .push(", ")
+                        .push_bind(key.id)
+                        .push(")");
+                }
+            }
+        }
+        sql.push(match order {
+            TicketOrder::CreatedDesc => " ORDER BY created_at DESC, id DESC",
+            TicketOrder::CreatedAsc => " ORDER BY created_at ASC, id ASC",
+            TicketOrder::UpdatedDesc => " ORDER BY updated_at DESC, id DESC",
+            TicketOrder::PriorityDesc => " ORDER BY priority_rank DESC, created_at DESC, id DESC",
+        });
+        sql.push(" LIMIT ").push_bind(q.limit);
+        sql
+    }};
+}
+
+#[derive(Clone)]
+pub struct ReadModels {
+    db: Db,
+    progress: watch::Receiver<Checkpoint>,
+}
+
+impl ReadModels {
+    /// `progress` comes from the projector and wakes read-your-writes waits.
+    pub fn new(db: Db, progress: watch::Receiver<Checkpoint>) -> Self {
+        Self { db, progress }
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// # Errors
+    /// When the store fails.
+    pub async fn ticket(&self, id: Uuid) -> Result<Option<TicketRow>, sqlx::Error> {
+        let sql = format!("{TICKET_COLUMNS} WHERE id = $1");
+        on_db!(&self.db, pool => sqlx::query_as(&sql).bind(id).fetch_optional(pool).await)
+    }
+
+    /// # Errors
+    /// When the store fails.
+    pub async fn tickets(&self, query: &TicketQuery) -> Result<Vec<TicketRow>, sqlx::Error> {
+        on_db!(&self.db, pool => ticket_list_query!(query).build_query_as().fetch_all(pool).await)
+    }
+
+    /// # Errors
+    /// When the store fails.
+    pub async fn history(&self, ticket: Uuid) -> Result<Vec<HistoryRow>, sqlx::Error> {
+        const SQL: &str = "SELECT sequence, at, actor_id, actor_role, action, field, from_value, to_value \
+            FROM ticket_history WHERE ticket_id = $1 ORDER BY sequence";
+        on_db!(&self.db, pool => sqlx::query_as(SQL).bind(ticket).fetch_all(pool).await)
+    }
+
+    /// # Errors
+    /// When the store fails.
+    pub async fn user(&self, id: Uuid) -> Result<Option<UserRow>, sqlx::Error> {
+        let sql = format!("{USER_COLUMNS} WHERE id = $1");
+        on_db!(&self.db, pool => sqlx::query_as(&sql).bind(id).fetch_optional(pool).await)
+    }
+
+    /// # Errors
+    /// When the store fails.
+    pub async fn user_by_email(&self, email: &str) -> Result<Option<UserRow>, sqlx::Error> {
+        let sql = format!("{USER_COLUMNS} WHERE email = $1");
+        on_db!(&self.db, pool => sqlx::query_as(&sql).bind(email).fetch_optional(pool).await)
+    }
+
+    /// Users in creation order after `(created_at, id)`.
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub async fn users(&self, after: Option<(DateTime<Utc>, Uuid)>, limit: i64) -> Result<Vec<UserRow>, sqlx::Error> {
+        let (at, id) = after.unwrap_or((DateTime::<Utc>::MIN_UTC, Uuid::nil()));
+        let sql = format!("{USER_COLUMNS} WHERE (created_at, id) > ($1, $2) ORDER BY created_at, id LIMIT $3");
+        on_db!(&self.db, pool => sqlx::query_as(&sql).bind(at).bind(id).bind(limit).fetch_all(pool).await)
+    }
+
+    /// Admins who can still sign in.
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub async fn active_admins(&self) -> Result<i64, sqlx::Error> {
+        const SQL: &str = "SELECT COUNT(*) FROM users WHERE role = 'ADMIN' AND NOT disabled";
+        on_db!(&self.db, pool => sqlx::query_scalar(SQL).fetch_one(pool).await)
+    }
+
+    /// Waits until `table`'s row `id` has reached `version`, so a mutation can
+    /// answer with its own effect. Gives up after `limit` and says so.
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub async fn wait_for(&self, table: Table, id: Uuid, version: u64, limit: Duration) -> Result<bool, sqlx::Error> {
+        let sql = match table {
+            Table::Tickets => "SELECT version FROM tickets WHERE id = $1",
+            Table::Users => "SELECT version FROM users WHERE id = $1",
+        };
+        let wanted = i64::try_from(version).unwrap_or(i64::MAX);
+        let mut progress = self.progress.clone();
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            progress.borrow_and_update();
+            let seen: Option<i64> = on_db!(&self.db, pool => sqlx::query_scalar(sql).bind(id).fetch_optional(pool).await)?;
+            if seen.is_some_and(|seen| seen >= wanted) {
+                return Ok(true);
+            }
+            // Another process may be the projector: poll as well as listen.
+            let wait = tokio::time::timeout_at(deadline, async {
+                tokio::select! {
+                    _ = progress.changed() => {}
+                    () = tokio::time::sleep(Duration::from_millis(25)) => {}
+                }
+            });
+            if wait.await.is_err() {
+                return Ok(false);
+            }
+        }
+    }
+
+    /// How many events the projector has yet to apply (approximate on PostgreSQL).
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub async fn lag(&self) -> Result<i64, sqlx::Error> {
+        const SQL: &str = "SELECT COUNT(*) FROM events WHERE position > \
+            COALESCE((SELECT position FROM projector_checkpoints WHERE name = 'read_models'), 0)";
+        on_db!(&self.db, pool => sqlx::query_scalar(SQL).fetch_one(pool).await)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum Table {
+    Tickets,
+    Users,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::like_pattern;
+
+    #[test]
+    fn search_patterns_match_literally() {
+        assert_eq!(like_pattern("50%_off\\"), "%50\\%\\_off\\\\%");
+        assert_eq!(like_pattern("VPN"), "%vpn%");
+    }
+}

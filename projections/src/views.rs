@@ -1,0 +1,199 @@
+//! From events to read-model writes: pure functions, one per aggregate.
+
+use chrono::{DateTime, Utc};
+use domain::account::AccountEvent;
+use domain::sealed::{SealedField, SealedText};
+use domain::ticket::TicketEvent;
+use domain::values::Priority;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::writes::{HistoryEntry, TicketChange, UserChange, Write};
+
+/// Shown in place of text whose data key has been destroyed.
+pub const ERASED: &str = "[erased]";
+
+/// Who did it and when, from the event's metadata.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Meta {
+    pub at: DateTime<Utc>,
+    pub actor_id: Option<Uuid>,
+    pub actor_role: Option<String>,
+}
+
+impl Meta {
+    /// Reads the metadata the write side records; a missing time falls back
+    /// to `recorded`, the store's own commit stamp.
+    pub fn from_json(metadata: &Value, recorded: DateTime<Utc>) -> Self {
+        let text = |key: &str| metadata.get(key).and_then(Value::as_str);
+        Meta {
+            at: text("at")
+                .and_then(|at| DateTime::parse_from_rfc3339(at).ok())
+                .map_or(recorded, |at| at.with_timezone(&Utc)),
+            actor_id: text("actor_id").and_then(|id| Uuid::parse_str(id).ok()),
+            actor_role: text("actor_role").map(str::to_owned),
+        }
+    }
+}
+
+pub fn priority_rank(priority: Priority) -> i16 {
+    match priority {
+        Priority::Low => 1,
+        Priority::Medium => 2,
+        Priority::High => 3,
+    }
+}
+
+/// The writes one ticket event causes. `open` reveals sealed text, or
+/// `None` once the ticket's key is shredded.
+pub fn ticket_writes(
+    ticket: Uuid,
+    sequence: i64,
+    event: &TicketEvent,
+    meta: &Meta,
+    open: &dyn Fn(SealedField, &SealedText) -> Option<String>,
+) -> Vec<Write> {
+    let entry = |action: &'static str, field: Option<&'static str>, from: Option<String>, to: Option<String>| {
+        Write::InsertHistory(HistoryEntry {
+            ticket_id: ticket,
+            sequence,
+            at: meta.at,
+            actor_id: meta.actor_id,
+            actor_role: meta.actor_role.clone(),
+            action,
+            field,
+            from,
+            to,
+        })
+    };
+    let update = |change: TicketChange| Write::UpdateTicket { id: ticket, change, at: meta.at, version: sequence };
+    let text = |field, sealed| open(field, sealed).unwrap_or_else(|| ERASED.to_owned());
+    match event {
+        TicketEvent::TicketOpened { reporter, title, description, status, priority, .. } => vec![
+            Write::InsertTicket {
+                id: ticket,
+                title: text(SealedField::Title, title),
+                description: text(SealedField::Description, description),
+                priority: priority.as_str(),
+                priority_rank: priority_rank(*priority),
+                status: status.as_str(),
+                reporter: reporter.as_uuid(),
+                at: meta.at,
+                version: sequence,
+            },
+            entry("TicketOpened", None, None, Some(status.as_str().to_owned())),
+        ],
+        TicketEvent::TicketStatusChanged { from, to } => vec![
+            update(TicketChange::Status(to.as_str())),
+            entry("TicketStatusChanged", Some("status"), Some(from.to_string()), Some(to.to_string())),
+        ],
+        TicketEvent::TicketPriorityChanged { from, to } => vec![
+            update(TicketChange::Priority(to.as_str(), priority_rank(*to))),
+            entry("TicketPriorityChanged", Some("priority"), Some(from.to_string()), Some(to.to_string())),
+        ],
+        TicketEvent::TicketAssigned { assignee, previous } => vec![
+            update(TicketChange::Assignee(Some(assignee.as_uuid()))),
+            entry("TicketAssigned", Some("assignee"), previous.map(|p| p.to_string()), Some(assignee.to_string())),
+        ],
+        TicketEvent::TicketUnassigned { previous } => vec![
+            update(TicketChange::Assignee(None)),
+            entry("TicketUnassigned", Some("assignee"), Some(previous.to_string()), None),
+        ],
+        // The envelope stays sealed in the read model; the history says only
+        // that the notes changed, never what they say.
+        TicketEvent::ConfidentialNotesSet { envelope } => vec![
+            update(TicketChange::Notes(envelope.ciphertext.clone())),
+            entry("ConfidentialNotesSet", Some("confidentialNotes"), None, None),
+        ],
+        TicketEvent::AttachmentAdded { filename, content_type, size, sha256, .. } => vec![
+            update(TicketChange::Touched),
+            entry(
+                "AttachmentAdded",
+                Some("attachments"),
+                None,
+                Some(format!(
+                    "{} ({content_type}, {size} bytes, sha256 {sha256})",
+                    text(SealedField::AttachmentName, filename)
+                )),
+            ),
+        ],
+        TicketEvent::TicketDeleted { .. } => {
+            vec![update(TicketChange::Deleted), entry("TicketDeleted", None, None, None)]
+        }
+    }
+}
+
+/// The writes one account event causes.
+pub fn account_writes(user: Uuid, sequence: i64, event: &AccountEvent, meta: &Meta) -> Vec<Write> {
+    let update = |change| Write::UpdateUser { id: user, change, version: sequence };
+    match event {
+        AccountEvent::AccountRegistered { email, display_name, password_hash, role, .. } => vec![Write::InsertUser {
+            id: user,
+            email: email.as_str().to_owned(),
+            display_name: display_name.clone(),
+            role: role.as_str(),
+            password_hash: password_hash.clone(),
+            at: meta.at,
+        }],
+        AccountEvent::AccountRoleChanged { to, .. } => vec![update(UserChange::Role(to.as_str()))],
+        AccountEvent::AccountPasswordChanged { password_hash } => {
+            vec![update(UserChange::PasswordHash(password_hash.clone()))]
+        }
+        AccountEvent::AccountDisabled => vec![update(UserChange::Disabled(true))],
+        AccountEvent::AccountEnabled => vec![update(UserChange::Disabled(false))],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use domain::values::{Status, UserId};
+
+    use super::*;
+
+    fn meta() -> Meta {
+        Meta { at: DateTime::UNIX_EPOCH, actor_id: Some(Uuid::from_u128(5)), actor_role: Some("ADMIN".into()) }
+    }
+
+    #[test]
+    fn notes_never_reach_history_as_text() {
+        let event = TicketEvent::ConfidentialNotesSet {
+            envelope: SealedText { ciphertext: "sealed".into(), digest: "d".into() },
+        };
+        let writes = ticket_writes(Uuid::nil(), 3, &event, &meta(), &|_, _| Some("the secret".into()));
+        for write in &writes {
+            assert!(!format!("{write:?}").contains("the secret"));
+        }
+        assert!(matches!(&writes[1], Write::InsertHistory(h) if h.field == Some("confidentialNotes") && h.to.is_none()));
+    }
+
+    #[test]
+    fn shredded_text_reads_as_erased() {
+        let sealed = SealedText { ciphertext: "x".into(), digest: "d".into() };
+        let event = TicketEvent::TicketOpened {
+            id: domain::values::TicketId::from_uuid(Uuid::nil()),
+            reporter: UserId::from_uuid(Uuid::from_u128(7)),
+            title: sealed.clone(),
+            description: sealed,
+            status: Status::Open,
+            priority: Priority::Medium,
+        };
+        let writes = ticket_writes(Uuid::nil(), 1, &event, &meta(), &|_, _| None);
+        assert!(matches!(&writes[0], Write::InsertTicket { title, .. } if title == ERASED));
+    }
+
+    #[test]
+    fn status_changes_record_from_and_to() {
+        let event = TicketEvent::TicketStatusChanged { from: Status::Open, to: Status::Resolved };
+        let writes = ticket_writes(Uuid::nil(), 2, &event, &meta(), &|_, _| None);
+        assert!(matches!(&writes[1], Write::InsertHistory(h)
+            if h.from.as_deref() == Some("OPEN") && h.to.as_deref() == Some("RESOLVED") && h.sequence == 2));
+    }
+
+    #[test]
+    fn metadata_is_read_with_fallbacks() {
+        let json = serde_json::json!({"at": "2026-01-02T03:04:05.000006Z", "actor_id": "not-a-uuid"});
+        let meta = Meta::from_json(&json, DateTime::UNIX_EPOCH);
+        assert_eq!(meta.at.to_rfc3339(), "2026-01-02T03:04:05.000006+00:00");
+        assert_eq!(meta.actor_id, None);
+    }
+}
