@@ -1,3 +1,12 @@
-//! HTTP and GraphQL edge of Tickets.
+//! HTTP and GraphQL edge of Tickets: schema, auth, RBAC, the server's
+//! life cycle and its CLI.
 #![forbid(unsafe_code)]
+
 pub mod auth;
+pub mod config;
+pub mod error;
+pub mod graphql;
+pub mod http;
+pub mod secrets;
+pub mod service;
+pub mod state;

@@ -25,6 +25,7 @@ pub enum SealedField {
     Description,
     ConfidentialNotes,
     AttachmentName,
+    DeletionReason,
 }
 
 impl SealedField {
@@ -35,6 +36,7 @@ impl SealedField {
             SealedField::Description => "description",
             SealedField::ConfidentialNotes => "confidential_notes",
             SealedField::AttachmentName => "attachment_name",
+            SealedField::DeletionReason => "deletion_reason",
         }
     }
 }

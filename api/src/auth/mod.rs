@@ -1,6 +1,7 @@
 //! Authentication building blocks: password hashing and policy, access
-//! and refresh tokens. The extractors that use them live with the HTTP
-//! layer; the keys live in application state.
+//! tokens, refresh-token sessions and the per-request caller.
 
+pub mod caller;
 pub mod password;
+pub mod sessions;
 pub mod tokens;

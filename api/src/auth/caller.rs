@@ -1,0 +1,78 @@
+//! Who is calling: resolved once per request from the Bearer token and the
+//! users read model, so a demotion or a disabled account takes effect on
+//! the very next request rather than when the token expires.
+
+use axum::http::HeaderMap;
+use domain::values::Role;
+use uuid::Uuid;
+
+use crate::error::{ApiError, ApiResult};
+use crate::state::App;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Viewer {
+    pub id: Uuid,
+    pub role: Role,
+}
+
+impl Viewer {
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Caller {
+    Anonymous,
+    /// A token was sent but is invalid, expired, or its user may not sign in.
+    Refused,
+    User(Viewer),
+}
+
+impl Caller {
+    /// # Errors
+    /// `UNAUTHENTICATED` unless a valid user is calling.
+    pub fn viewer(&self) -> ApiResult<Viewer> {
+        match self {
+            Caller::User(viewer) => Ok(*viewer),
+            Caller::Anonymous => Err(ApiError::Unauthenticated("authentication required")),
+            Caller::Refused => Err(ApiError::Unauthenticated("invalid or expired token")),
+        }
+    }
+
+    /// # Errors
+    /// `UNAUTHENTICATED` without a valid user, `FORBIDDEN` for non-admins.
+    pub fn admin(&self) -> ApiResult<Viewer> {
+        let viewer = self.viewer()?;
+        if viewer.is_admin() {
+            Ok(viewer)
+        } else {
+            Err(ApiError::Forbidden)
+        }
+    }
+}
+
+/// The Bearer token of a request, if it carries one.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+impl App {
+    /// # Errors
+    /// Only when the store fails; a bad token is `Caller::Refused`.
+    pub async fn caller(&self, headers: &HeaderMap) -> ApiResult<Caller> {
+        let Some(token) = bearer(headers) else { return Ok(Caller::Anonymous) };
+        let Ok(claims) = self.jwt.verify_access(token) else { return Ok(Caller::Refused) };
+        let Ok(id) = Uuid::parse_str(&claims.sub) else { return Ok(Caller::Refused) };
+        let caller = match self.read.user(id).await? {
+            Some(user) if !user.disabled => match Role::parse(&user.role) {
+                Ok(role) => Caller::User(Viewer { id, role }),
+                Err(_) => Caller::Refused,
+            },
+            _ => Caller::Refused,
+        };
+        Ok(caller)
+    }
+}

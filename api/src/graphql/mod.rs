@@ -1,0 +1,60 @@
+//! The GraphQL schema (DESIGN §5): queries, mutations and their limits.
+
+mod mutation;
+mod query;
+pub mod types;
+
+use async_graphql::{Context, EmptySubscription, Schema};
+
+use crate::auth::caller::Caller;
+use crate::state::{App, AppState};
+use commands::write::Actor;
+
+pub type TicketsSchema = Schema<query::Query, mutation::Mutation, EmptySubscription>;
+
+/// Per-request facts the HTTP layer puts in the GraphQL context.
+pub struct RequestInfo {
+    pub caller: Caller,
+    pub request_id: String,
+    pub client: String,
+}
+
+/// Builds the schema with depth, complexity and directive limits, since
+/// async-graphql sets none by default.
+pub fn schema(app: AppState) -> TicketsSchema {
+    let builder = Schema::build(query::Query, mutation::Mutation, EmptySubscription)
+        .data(app.clone())
+        .limit_depth(10)
+        .limit_complexity(1_000)
+        .limit_recursive_depth(32)
+        .limit_directives(8)
+        .disable_suggestions();
+    if app.settings.introspection {
+        builder.finish()
+    } else {
+        builder.disable_introspection().finish()
+    }
+}
+
+pub(crate) fn app<'a>(ctx: &Context<'a>) -> &'a App {
+    ctx.data_unchecked::<AppState>()
+}
+
+pub(crate) fn info<'a>(ctx: &Context<'a>) -> &'a RequestInfo {
+    ctx.data_unchecked::<RequestInfo>()
+}
+
+pub(crate) fn caller<'a>(ctx: &Context<'a>) -> &'a Caller {
+    &info(ctx).caller
+}
+
+/// The actor recorded on events this request appends.
+pub(crate) fn actor(ctx: &Context<'_>) -> Actor {
+    let info = info(ctx);
+    let viewer = info.caller.viewer().ok();
+    Actor {
+        user_id: viewer.map(|v| domain::values::UserId::from_uuid(v.id)),
+        role: viewer.map(|v| v.role),
+        request_id: info.request_id.clone(),
+    }
+}

@@ -1,0 +1,113 @@
+//! Read operations.
+
+use async_graphql::connection::{Connection, Edge};
+use async_graphql::{Context, Object, ID};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as CURSOR;
+use base64::Engine as _;
+use chrono::{DateTime, Utc};
+use projections::read::{TicketKey, TicketQuery};
+use uuid::Uuid;
+
+use super::types::{Ticket, TicketFilter, TicketOrder, User};
+use super::{app, caller};
+use crate::error::{ApiError, ApiResult};
+
+/// The most rows one page may ask for.
+const MAX_PAGE: i32 = 100;
+
+pub struct Query;
+
+fn page_size(first: i32) -> ApiResult<i64> {
+    if first < 0 {
+        return Err(ApiError::BadInput("first must not be negative".into()));
+    }
+    Ok(i64::from(first.min(MAX_PAGE)))
+}
+
+fn encode_cursor<T: serde::Serialize>(key: &T) -> String {
+    CURSOR.encode(serde_json::to_vec(key).unwrap_or_default())
+}
+
+fn decode_cursor<T: serde::de::DeserializeOwned>(cursor: &str) -> ApiResult<T> {
+    CURSOR
+        .decode(cursor)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .ok_or_else(|| ApiError::BadInput("invalid cursor".into()))
+}
+
+fn optional_id(id: Option<&ID>) -> ApiResult<Option<Uuid>> {
+    id.map(|id| Uuid::parse_str(id).map_err(|_| ApiError::BadInput("not a valid id".into()))).transpose()
+}
+
+#[Object]
+impl Query {
+    /// The signed-in user.
+    async fn me(&self, ctx: &Context<'_>) -> ApiResult<User> {
+        let viewer = caller(ctx).viewer()?;
+        let user = app(ctx).read.user(viewer.id).await?;
+        user.map(User).ok_or(ApiError::Unauthenticated("invalid or expired token"))
+    }
+
+    /// A ticket the caller may see, else `null`.
+    async fn ticket(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Option<Ticket>> {
+        let viewer = caller(ctx).viewer()?;
+        Ok(app(ctx).visible_ticket(viewer, &id).await?.map(Ticket))
+    }
+
+    /// Tickets in the caller's scope, newest first by default.
+    async fn tickets(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 20)] first: i32,
+        after: Option<String>,
+        filter: Option<TicketFilter>,
+        #[graphql(default)] order_by: TicketOrder,
+    ) -> ApiResult<Connection<String, Ticket>> {
+        let viewer = caller(ctx).viewer()?;
+        let limit = page_size(first)?;
+        let filter = filter.unwrap_or_default();
+        let order = order_by.into();
+        let query = TicketQuery {
+            visible_to_reporter: None,
+            include_deleted: filter.include_deleted.unwrap_or(false),
+            status: filter.status.map(|s| domain::values::Status::from(s).as_str().to_owned()),
+            priority: filter.priority.map(|p| domain::values::Priority::from(p).as_str().to_owned()),
+            assignee: optional_id(filter.assignee_id.as_ref())?,
+            reporter: optional_id(filter.reporter_id.as_ref())?,
+            search: filter.search.filter(|s| s.chars().count() <= 200),
+            order: Some(order),
+            after: after.as_deref().map(decode_cursor::<TicketKey>).transpose()?,
+            limit: limit + 1,
+        };
+        let has_previous = query.after.is_some();
+        let mut rows = app(ctx).list_tickets(viewer, query).await?;
+        let has_next = rows.len() as i64 > limit;
+        rows.truncate(usize::try_from(limit).unwrap_or_default());
+        let mut connection = Connection::new(has_previous, has_next);
+        connection.edges.extend(
+            rows.into_iter().map(|row| Edge::new(encode_cursor(&TicketKey::of(&row, order)), Ticket(row))),
+        );
+        Ok(connection)
+    }
+
+    /// Every user, oldest first (admins only).
+    async fn users(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 50)] first: i32,
+        after: Option<String>,
+    ) -> ApiResult<Connection<String, User>> {
+        caller(ctx).admin()?;
+        let limit = page_size(first)?;
+        let after: Option<(DateTime<Utc>, Uuid)> = after.as_deref().map(decode_cursor).transpose()?;
+        let mut rows = app(ctx).read.users(after, limit + 1).await?;
+        let has_next = rows.len() as i64 > limit;
+        rows.truncate(usize::try_from(limit).unwrap_or_default());
+        let mut connection = Connection::new(after.is_some(), has_next);
+        connection
+            .edges
+            .extend(rows.into_iter().map(|row| Edge::new(encode_cursor(&(row.created_at, row.id)), User(row))));
+        Ok(connection)
+    }
+}

@@ -1,0 +1,266 @@
+//! GraphQL object types over the read models (DESIGN §5). Every field that
+//! is not public to all callers checks the viewer here, on the server.
+
+use async_graphql::{Context, Enum, InputObject, Object, SimpleObject, ID};
+use chrono::{DateTime, Utc};
+use projections::read::{HistoryRow, TicketRow, UserRow};
+
+use super::{app, caller};
+use crate::error::{ApiError, ApiResult};
+
+macro_rules! mirror_enum {
+    ($name:ident, $domain:ty, { $($variant:ident),+ }) => {
+        #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+        pub enum $name { $($variant),+ }
+
+        impl From<$name> for $domain {
+            fn from(value: $name) -> Self {
+                match value { $($name::$variant => <$domain>::$variant),+ }
+            }
+        }
+
+        impl From<$domain> for $name {
+            fn from(value: $domain) -> Self {
+                match value { $(<$domain>::$variant => $name::$variant),+ }
+            }
+        }
+
+        impl $name {
+            fn from_stored(raw: &str) -> ApiResult<Self> {
+                <$domain>::parse(raw).map(Self::from).map_err(ApiError::internal)
+            }
+        }
+    };
+}
+
+mirror_enum!(Role, domain::values::Role, { Employee, Admin });
+mirror_enum!(TicketStatus, domain::values::Status, { Open, InProgress, Resolved });
+mirror_enum!(Priority, domain::values::Priority, { Low, Medium, High });
+
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq, Default)]
+pub enum TicketOrder {
+    #[default]
+    CreatedDesc,
+    CreatedAsc,
+    UpdatedDesc,
+    PriorityDesc,
+}
+
+impl From<TicketOrder> for projections::read::TicketOrder {
+    fn from(order: TicketOrder) -> Self {
+        match order {
+            TicketOrder::CreatedDesc => Self::CreatedDesc,
+            TicketOrder::CreatedAsc => Self::CreatedAsc,
+            TicketOrder::UpdatedDesc => Self::UpdatedDesc,
+            TicketOrder::PriorityDesc => Self::PriorityDesc,
+        }
+    }
+}
+
+pub struct User(pub UserRow);
+
+#[Object]
+impl User {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    async fn email(&self) -> &str {
+        &self.0.email
+    }
+    async fn display_name(&self) -> &str {
+        &self.0.display_name
+    }
+    async fn role(&self) -> ApiResult<Role> {
+        Role::from_stored(&self.0.role)
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    /// Disabled users cannot sign in; visible to admins only.
+    async fn disabled(&self, ctx: &Context<'_>) -> ApiResult<Option<bool>> {
+        Ok(caller(ctx).viewer()?.is_admin().then_some(self.0.disabled))
+    }
+}
+
+async fn user_by_id(ctx: &Context<'_>, id: uuid::Uuid) -> ApiResult<Option<User>> {
+    Ok(app(ctx).read.user(id).await?.map(User))
+}
+
+pub struct Ticket(pub TicketRow);
+
+#[Object]
+impl Ticket {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    async fn title(&self) -> &str {
+        &self.0.title
+    }
+    async fn description(&self) -> &str {
+        &self.0.description
+    }
+    async fn priority(&self) -> ApiResult<Priority> {
+        Priority::from_stored(&self.0.priority)
+    }
+    async fn status(&self) -> ApiResult<TicketStatus> {
+        TicketStatus::from_stored(&self.0.status)
+    }
+    async fn reporter(&self, ctx: &Context<'_>) -> ApiResult<User> {
+        user_by_id(ctx, self.0.reporter_id).await?.ok_or_else(|| ApiError::internal("reporter missing"))
+    }
+    async fn assignee(&self, ctx: &Context<'_>) -> ApiResult<Option<User>> {
+        match self.0.assignee_id {
+            Some(id) => user_by_id(ctx, id).await,
+            None => Ok(None),
+        }
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.0.updated_at
+    }
+    /// The aggregate's sequence: pass it back as `expectedVersion`.
+    async fn version(&self) -> i32 {
+        i32::try_from(self.0.version).unwrap_or(i32::MAX)
+    }
+    /// Set when an admin deleted the ticket; only admins see deleted tickets.
+    async fn deleted_at(&self) -> Option<DateTime<Utc>> {
+        self.0.deleted_at
+    }
+    /// Decrypted for admins; always `null` for everyone else.
+    async fn confidential_notes(&self, ctx: &Context<'_>) -> ApiResult<Option<String>> {
+        let viewer = caller(ctx).viewer()?;
+        app(ctx).confidential_notes(viewer, &self.0).await
+    }
+    async fn attachments(&self) -> Vec<Attachment> {
+        Vec::new()
+    }
+    /// Every change, oldest first, built from the event stream.
+    async fn history(&self, ctx: &Context<'_>) -> ApiResult<Vec<AuditEntry>> {
+        Ok(app(ctx).read.history(self.0.id).await?.into_iter().map(AuditEntry).collect())
+    }
+}
+
+/// Evidence attached to a ticket (filled in by the attachments work).
+pub struct Attachment {
+    pub id: uuid::Uuid,
+    pub filename: String,
+    pub content_type: String,
+    pub size: i64,
+    pub sha256: String,
+    pub uploaded_by: uuid::Uuid,
+    pub uploaded_at: DateTime<Utc>,
+}
+
+#[Object]
+impl Attachment {
+    async fn id(&self) -> ID {
+        ID(self.id.to_string())
+    }
+    async fn filename(&self) -> &str {
+        &self.filename
+    }
+    async fn content_type(&self) -> &str {
+        &self.content_type
+    }
+    async fn size(&self) -> i64 {
+        self.size
+    }
+    async fn sha256(&self) -> &str {
+        &self.sha256
+    }
+    async fn uploaded_by(&self, ctx: &Context<'_>) -> ApiResult<User> {
+        user_by_id(ctx, self.uploaded_by).await?.ok_or_else(|| ApiError::internal("uploader missing"))
+    }
+    async fn uploaded_at(&self) -> DateTime<Utc> {
+        self.uploaded_at
+    }
+    async fn url(&self) -> String {
+        format!("/attachments/{}", self.id)
+    }
+}
+
+pub struct AuditEntry(pub HistoryRow);
+
+#[Object]
+impl AuditEntry {
+    async fn sequence(&self) -> i32 {
+        i32::try_from(self.0.sequence).unwrap_or(i32::MAX)
+    }
+    async fn at(&self) -> DateTime<Utc> {
+        self.0.at
+    }
+    async fn actor(&self, ctx: &Context<'_>) -> ApiResult<Option<User>> {
+        match self.0.actor_id {
+            Some(id) => user_by_id(ctx, id).await,
+            None => Ok(None),
+        }
+    }
+    async fn action(&self) -> &str {
+        &self.0.action
+    }
+    async fn field(&self) -> Option<&str> {
+        self.0.field.as_deref()
+    }
+    async fn from(&self) -> Option<&str> {
+        self.0.from_value.as_deref()
+    }
+    async fn to(&self) -> Option<&str> {
+        self.0.to_value.as_deref()
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct AuthPayload {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub expires_in: i32,
+    pub user: User,
+}
+
+impl From<crate::service::accounts::Session> for AuthPayload {
+    fn from(session: crate::service::accounts::Session) -> Self {
+        AuthPayload {
+            access_token: session.access_token,
+            refresh_token: session.refresh_token,
+            expires_in: i32::try_from(session.expires_in).unwrap_or(i32::MAX),
+            user: User(session.user),
+        }
+    }
+}
+
+#[derive(InputObject)]
+pub struct RegisterInput {
+    pub email: String,
+    #[graphql(secret)]
+    pub password: String,
+    pub display_name: String,
+}
+
+#[derive(InputObject)]
+pub struct CreateTicketInput {
+    pub title: String,
+    pub description: String,
+}
+
+#[derive(InputObject, Default)]
+pub struct UpdateTicketInput {
+    pub status: Option<TicketStatus>,
+    pub priority: Option<Priority>,
+    pub assignee_id: Option<ID>,
+    pub clear_assignee: Option<bool>,
+    #[graphql(secret)]
+    pub confidential_notes: Option<String>,
+}
+
+#[derive(InputObject, Default)]
+pub struct TicketFilter {
+    pub status: Option<TicketStatus>,
+    pub priority: Option<Priority>,
+    pub assignee_id: Option<ID>,
+    pub reporter_id: Option<ID>,
+    pub search: Option<String>,
+    /// Admins only: include deleted tickets.
+    pub include_deleted: Option<bool>,
+}

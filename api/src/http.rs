@@ -1,0 +1,243 @@
+//! The HTTP edge: routes, the GraphQL endpoint, health and readiness, and
+//! the server's life cycle (build, serve, drain on SIGINT/SIGTERM).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use async_graphql::http::{GraphiQLSource, MultipartOptions};
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Json, Router};
+use commands::db::Db;
+use commands::keys::KeyRing;
+use commands::write::WriteSide;
+use projections::projector::Projector;
+use projections::read::ReadModels;
+use secrecy::SecretString;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::auth::password::PasswordHasher;
+use crate::auth::sessions::Sessions;
+use crate::config::Settings;
+use crate::graphql::{schema, RequestInfo, TicketsSchema};
+use crate::secrets;
+use crate::state::{App, AppState, RateLimits};
+
+/// Largest GraphQL request body without uploads.
+const MAX_JSON_BODY: usize = 1024 * 1024;
+/// How long in-flight requests get to finish after a stop signal.
+const DRAIN: Duration = Duration::from_secs(20);
+/// Projector lag beyond which the server reports itself not ready.
+const MAX_READY_LAG: i64 = 10_000;
+
+#[derive(Clone)]
+pub struct HttpState {
+    pub app: AppState,
+    pub schema: TicketsSchema,
+}
+
+/// All routes; tests can call this directly.
+pub fn router(state: HttpState) -> Router {
+    Router::new()
+        .route("/graphql", get(graphiql).post(graphql))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .with_state(state)
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(TraceLayer::new_for_http())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}
+
+async fn graphiql() -> impl IntoResponse {
+    Html(GraphiQLSource::build().endpoint("/graphql").finish())
+}
+
+/// A GraphQL-shaped error for requests that never reach the schema.
+pub fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = json!({ "errors": [{ "message": message, "extensions": { "code": code } }] });
+    (status, Json(body)).into_response()
+}
+
+async fn graphql(
+    State(state): State<HttpState>,
+    connect: Option<Extension<ConnectInfo<SocketAddr>>>,
+    request: Request,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    let client = connect.map_or_else(|| "local".to_owned(), |Extension(ConnectInfo(addr))| addr.ip().to_string());
+    let request_id = parts
+        .headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let caller = match state.app.caller(&parts.headers).await {
+        Ok(caller) => caller,
+        Err(error) => {
+            tracing::error!(error = ?error, "cannot resolve caller");
+            return error_response(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "internal error");
+        }
+    };
+    let request = match read_request(&parts.headers, body).await {
+        Ok(request) => request,
+        Err(response) => return response,
+    };
+    let request = request.data(RequestInfo { caller, request_id, client });
+    let response = state.schema.execute(request).await;
+    Json(response).into_response()
+}
+
+async fn read_request(headers: &HeaderMap, body: Body) -> Result<async_graphql::Request, Response> {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let bytes = axum::body::to_bytes(body, MAX_JSON_BODY).await.map_err(|_| {
+        error_response(StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", "request body is too large")
+    })?;
+    async_graphql::http::receive_body(content_type, &bytes[..], MultipartOptions::default())
+        .await
+        .map_err(|error| {
+            let message = match error {
+                async_graphql::ParseRequestError::PayloadTooLarge => "request body is too large",
+                async_graphql::ParseRequestError::UnsupportedBatch => "batched requests are not supported",
+                _ => "request is not a valid GraphQL request",
+            };
+            error_response(StatusCode::BAD_REQUEST, "BAD_USER_INPUT", message)
+        })
+}
+
+async fn readyz(State(state): State<HttpState>) -> Response {
+    let store = state.app.read.db().ping().await.is_ok();
+    let lag = state.app.read.lag().await.ok();
+    let ready = store && lag.is_some_and(|lag| lag <= MAX_READY_LAG);
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(json!({ "ready": ready, "store": store, "projector_lag": lag }))).into_response()
+}
+
+/// A built server: bound, projector running, not yet serving.
+pub struct Application {
+    listener: TcpListener,
+    state: HttpState,
+    stop: watch::Sender<bool>,
+    projector: tokio::task::JoinHandle<()>,
+}
+
+/// Connects the store, loads secrets, starts the projector: everything but
+/// the listener, for the CLI commands as well as the server.
+///
+/// # Errors
+/// When the store or the secrets cannot be loaded.
+pub async fn assemble(settings: Settings) -> anyhow::Result<(AppState, Projector)> {
+    let secrets = secrets::load(&settings)?;
+    let db = Db::connect(&settings.database_url).await?;
+    let write = WriteSide::new(db.clone());
+    let keys = KeyRing::new(db.clone(), secrets.master_keys);
+    let projector = Projector::new(db.clone(), keys.clone(), write.appended());
+    let read = ReadModels::new(db.clone(), projector.progress());
+    let app = Arc::new(App {
+        settings,
+        write,
+        read,
+        keys,
+        jwt: secrets.jwt,
+        hasher: PasswordHasher::new(),
+        sessions: Sessions::new(db),
+        limits: RateLimits::default(),
+        access_changes: tokio::sync::Mutex::new(()),
+    });
+    Ok((app, projector))
+}
+
+impl Application {
+    /// # Errors
+    /// When the store, the secrets or the listener fail, or bootstrap fails.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let listen = settings.listen;
+        let (app, projector) = assemble(settings).await?;
+        let (stop, stopped) = watch::channel(false);
+        let projector = tokio::spawn(projector.run(stopped));
+        if let (Some(email), Some(password)) = (&app.settings.admin_email, &app.settings.admin_password) {
+            let password: SecretString = password.clone();
+            app.ensure_admin(email, "Administrator", password)
+                .await
+                .map_err(|e| anyhow::anyhow!("bootstrap admin failed: {e:?}"))?;
+            tracing::info!(email = %email, "bootstrap admin ensured");
+        }
+        let listener = TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+        let schema = schema(app.clone());
+        Ok(Self { listener, state: HttpState { app, schema }, stop, projector })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or_default()
+    }
+
+    pub fn state(&self) -> &HttpState {
+        &self.state
+    }
+
+    /// Serves until SIGINT or SIGTERM, then drains and stops the projector.
+    ///
+    /// # Errors
+    /// When the server fails.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.run_until(shutdown_signal()).await
+    }
+
+    /// Serves until `signal` completes; for tests.
+    ///
+    /// # Errors
+    /// When the server fails.
+    pub async fn run_until(self, signal: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let app = router(self.state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        tracing::info!(address = %self.listener.local_addr()?, "listening");
+        let (drained_tx, drained_rx) = tokio::sync::oneshot::channel::<()>();
+        let serve = axum::serve(self.listener, app).with_graceful_shutdown(async move {
+            signal.await;
+            let _ = drained_tx.send(());
+        });
+        let served = tokio::select! {
+            result = serve => result.map_err(anyhow::Error::from),
+            () = async {
+                let _ = drained_rx.await;
+                tokio::time::sleep(DRAIN).await;
+            } => {
+                tracing::warn!("drain timeout; closing remaining connections");
+                Ok(())
+            }
+        };
+        let _ = self.stop.send(true);
+        let _ = self.projector.await;
+        self.state.app.read.db().close().await;
+        served
+    }
+}
+
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+    tracing::info!("stop signal received; draining");
+}

@@ -1,0 +1,177 @@
+//! Accounts and sessions: register, sign in, rotate, sign out, roles.
+
+use chrono::Utc;
+use commands::write::Actor;
+use domain::account::AccountCommand;
+use domain::values::{DisplayName, Email, Role, UserId};
+use projections::read::{Table, UserRow};
+use secrecy::{ExposeSecret, SecretString};
+use uuid::Uuid;
+
+use crate::auth::password::check_policy;
+use crate::auth::sessions::Refused;
+use crate::error::{ApiError, ApiResult};
+use crate::state::App;
+
+/// Tokens and the user they belong to.
+pub struct Session {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub expires_in: i64,
+    pub user: UserRow,
+}
+
+const BAD_CREDENTIALS: &str = "invalid email or password";
+
+impl App {
+    /// # Errors
+    /// `BAD_USER_INPUT` for an invalid email, name or password, or a taken email.
+    pub async fn register(
+        &self,
+        email: &str,
+        password: SecretString,
+        display_name: &str,
+        actor: &Actor,
+    ) -> ApiResult<Session> {
+        let email = Email::parse(email)?;
+        let display_name = DisplayName::parse(display_name)?;
+        check_policy(password.expose_secret(), email.as_str(), display_name.as_str())
+            .map_err(|e| ApiError::BadInput(e.to_string()))?;
+        let user = self.create_account(email, display_name, password, Role::Employee, actor).await?;
+        self.start_session(user, None).await
+    }
+
+    async fn create_account(
+        &self,
+        email: Email,
+        display_name: DisplayName,
+        password: SecretString,
+        role: Role,
+        actor: &Actor,
+    ) -> ApiResult<UserRow> {
+        let id = UserId::for_email(&email);
+        if self.read.user(id.as_uuid()).await?.is_some() {
+            return Err(ApiError::BadInput("an account with this email already exists".into()));
+        }
+        let password_hash = self.hasher.hash(password).await.map_err(ApiError::internal)?;
+        let command = AccountCommand::Register { email, display_name, password_hash, role };
+        let version = self.write.account(id, command, actor).await?;
+        self.user_after(id.as_uuid(), version).await
+    }
+
+    async fn user_after(&self, id: Uuid, version: u64) -> ApiResult<UserRow> {
+        self.projected(Table::Users, id, version).await?;
+        self.read.user(id).await?.ok_or_else(|| ApiError::internal("user missing after write"))
+    }
+
+    /// Unknown emails, wrong passwords and disabled accounts all answer the
+    /// same, after the same amount of hashing work.
+    ///
+    /// # Errors
+    /// `UNAUTHENTICATED` for bad credentials, `TOO_MANY_REQUESTS` when throttled.
+    pub async fn login(&self, email: &str, password: SecretString, client: &str) -> ApiResult<Session> {
+        self.limits.check(Some(email.trim()), client)?;
+        let user = match Email::parse(email) {
+            Ok(email) => self.read.user_by_email(email.as_str()).await?,
+            Err(_) => None,
+        };
+        let hash = user.as_ref().map(|user| user.password_hash.clone());
+        let matches = self.hasher.verify(password, hash).await;
+        match user {
+            Some(user) if matches && !user.disabled => self.start_session(user, None).await,
+            _ => Err(ApiError::Unauthenticated(BAD_CREDENTIALS)),
+        }
+    }
+
+    async fn start_session(&self, user: UserRow, family: Option<Uuid>) -> ApiResult<Session> {
+        let (access_token, expires_in) = self.jwt.issue_access(user.id, Utc::now()).map_err(ApiError::internal)?;
+        let refresh_token = self.sessions.issue(user.id, family).await?;
+        Ok(Session { access_token, refresh_token, expires_in, user })
+    }
+
+    /// # Errors
+    /// `UNAUTHENTICATED` for an unknown, expired, reused or revoked token.
+    pub async fn refresh(&self, token: &str, client: &str) -> ApiResult<Session> {
+        self.limits.check(None, client)?;
+        let (user_id, family) = match self.sessions.spend(token).await? {
+            Ok(found) => found,
+            Err(Refused::Invalid) => return Err(ApiError::Unauthenticated("invalid refresh token")),
+            Err(Refused::Reused) => return Err(ApiError::Unauthenticated("refresh token already used; sign in again")),
+        };
+        match self.read.user(user_id).await? {
+            Some(user) if !user.disabled => self.start_session(user, Some(family)).await,
+            _ => Err(ApiError::Unauthenticated("invalid refresh token")),
+        }
+    }
+
+    /// # Errors
+    /// Only when the store fails; logging out twice is not an error.
+    pub async fn logout(&self, token: &str) -> ApiResult<bool> {
+        Ok(self.sessions.revoke(token).await?)
+    }
+
+    /// # Errors
+    /// `NOT_FOUND` for an unknown user; `BAD_USER_INPUT` when this would leave no admin.
+    pub async fn set_role(&self, user: &str, role: Role, actor: &Actor) -> ApiResult<UserRow> {
+        let id = UserId::parse(user)?;
+        let _guard = self.access_changes.lock().await;
+        let target = self.read.user(id.as_uuid()).await?.ok_or(ApiError::NotFound("user"))?;
+        if role != Role::Admin {
+            self.keep_an_admin(&target).await?;
+        }
+        let version = self.write.account(id, AccountCommand::ChangeRole { to: role }, actor).await?;
+        self.user_after(id.as_uuid(), version).await
+    }
+
+    /// # Errors
+    /// `NOT_FOUND` for an unknown user; `BAD_USER_INPUT` when this would leave no admin.
+    pub async fn set_disabled(&self, user: &str, disabled: bool, actor: &Actor) -> ApiResult<UserRow> {
+        let id = UserId::parse(user)?;
+        let _guard = self.access_changes.lock().await;
+        let target = self.read.user(id.as_uuid()).await?.ok_or(ApiError::NotFound("user"))?;
+        let command = if disabled {
+            self.keep_an_admin(&target).await?;
+            AccountCommand::Disable
+        } else {
+            AccountCommand::Enable
+        };
+        let version = self.write.account(id, command, actor).await?;
+        if disabled {
+            self.sessions.revoke_user(id.as_uuid()).await?;
+        }
+        self.user_after(id.as_uuid(), version).await
+    }
+
+    async fn keep_an_admin(&self, target: &UserRow) -> ApiResult<()> {
+        if target.role == Role::Admin.as_str() && !target.disabled && self.read.active_admins().await? <= 1 {
+            return Err(ApiError::BadInput("cannot remove the last admin".into()));
+        }
+        Ok(())
+    }
+
+    /// Creates an admin, or makes an existing account an admin with this
+    /// password; running it again changes nothing.
+    ///
+    /// # Errors
+    /// Invalid input or a store failure.
+    pub async fn ensure_admin(&self, email: &str, display_name: &str, password: SecretString) -> ApiResult<UserRow> {
+        let actor = Actor::system("bootstrap");
+        let email = Email::parse(email)?;
+        let display_name = DisplayName::parse(display_name)?;
+        check_policy(password.expose_secret(), email.as_str(), display_name.as_str())
+            .map_err(|e| ApiError::BadInput(e.to_string()))?;
+        let id = UserId::for_email(&email);
+        let Some(existing) = self.read.user(id.as_uuid()).await? else {
+            return self.create_account(email, display_name, password, Role::Admin, &actor).await;
+        };
+        let mut version = existing.version.try_into().unwrap_or_default();
+        if !self.hasher.verify(password.clone(), Some(existing.password_hash.clone())).await {
+            let password_hash = self.hasher.hash(password).await.map_err(ApiError::internal)?;
+            version = self.write.account(id, AccountCommand::ChangePassword { password_hash }, &actor).await?;
+        }
+        for command in [AccountCommand::ChangeRole { to: Role::Admin }, AccountCommand::Enable] {
+            version = self.write.account(id, command, &actor).await?;
+        }
+        self.user_after(id.as_uuid(), version).await
+    }
+}

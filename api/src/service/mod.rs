@@ -1,0 +1,5 @@
+//! Use cases: what each operation does, with its access rules, between
+//! the GraphQL layer and the write and read sides.
+
+pub mod accounts;
+pub mod tickets;

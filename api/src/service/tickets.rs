@@ -1,0 +1,152 @@
+//! Tickets: create, read, update and delete, with DESIGN §4's access rules.
+//! Another user's ticket looks exactly like one that does not exist.
+
+use commands::write::Actor;
+use domain::sealed::{SealedField, SealedText};
+use domain::ticket::{AssigneeChange, TicketCommand, TicketUpdate};
+use domain::values::{Description, Notes, Priority, Reason, Status, TicketId, Title, UserId};
+use projections::read::{Table, TicketQuery, TicketRow};
+use uuid::Uuid;
+
+use crate::auth::caller::Viewer;
+use crate::error::{ApiError, ApiResult};
+use crate::state::App;
+
+/// An admin's edit, as typed; checked in full before anything is written.
+#[derive(Debug, Default)]
+pub struct TicketEdit {
+    pub status: Option<Status>,
+    pub priority: Option<Priority>,
+    pub assignee: Option<String>,
+    pub clear_assignee: bool,
+    pub confidential_notes: Option<String>,
+    pub expected_version: Option<i32>,
+}
+
+fn expected(version: Option<i32>) -> ApiResult<Option<u64>> {
+    version
+        .map(|v| u64::try_from(v).map_err(|_| ApiError::BadInput("expectedVersion must not be negative".into())))
+        .transpose()
+}
+
+impl App {
+    /// The ticket if `viewer` may see it: admins see every ticket, deleted
+    /// ones included; others see their own live tickets.
+    ///
+    /// # Errors
+    /// `BAD_USER_INPUT` for a malformed id; store failures.
+    pub async fn visible_ticket(&self, viewer: Viewer, id: &str) -> ApiResult<Option<TicketRow>> {
+        let id = TicketId::parse(id)?;
+        let ticket = self.read.ticket(id.as_uuid()).await?;
+        Ok(ticket.filter(|t| viewer.is_admin() || (t.reporter_id == viewer.id && t.deleted_at.is_none())))
+    }
+
+    async fn ticket_for_change(&self, viewer: Viewer, id: &str) -> ApiResult<TicketRow> {
+        self.visible_ticket(viewer, id).await?.ok_or(ApiError::NotFound("ticket"))
+    }
+
+    async fn ticket_after(&self, id: Uuid, version: u64) -> ApiResult<TicketRow> {
+        self.projected(Table::Tickets, id, version).await?;
+        self.read.ticket(id).await?.ok_or_else(|| ApiError::internal("ticket missing after write"))
+    }
+
+    /// # Errors
+    /// `BAD_USER_INPUT` for an invalid title or description.
+    pub async fn create_ticket(&self, viewer: Viewer, title: &str, description: &str, actor: &Actor) -> ApiResult<TicketRow> {
+        let title = Title::parse(title)?;
+        let description = Description::parse(description)?;
+        let id = TicketId::from_uuid(Uuid::new_v4());
+        let key = self.keys.create(id).await?;
+        let command = TicketCommand::Open {
+            id,
+            reporter: UserId::from_uuid(viewer.id),
+            title: key.seal(id.as_uuid(), SealedField::Title, title.as_str()),
+            description: key.seal(id.as_uuid(), SealedField::Description, description.as_str()),
+        };
+        let version = self.write.ticket(id, command, actor).await?;
+        tracing::info!(ticket.id = %id, "ticket opened");
+        self.ticket_after(id.as_uuid(), version).await
+    }
+
+    /// # Errors
+    /// `FORBIDDEN` for non-admins, `NOT_FOUND`, `BAD_USER_INPUT`, `CONFLICT`.
+    pub async fn update_ticket(&self, viewer: Viewer, id: &str, edit: TicketEdit, actor: &Actor) -> ApiResult<TicketRow> {
+        if !viewer.is_admin() {
+            return Err(ApiError::Forbidden);
+        }
+        let ticket = self.ticket_for_change(viewer, id).await?;
+        let ticket_id = TicketId::from_uuid(ticket.id);
+        let assignee = match (edit.assignee.as_deref(), edit.clear_assignee) {
+            (Some(_), true) => return Err(ApiError::BadInput("give assigneeId or clearAssignee, not both".into())),
+            (Some(raw), false) => {
+                let user = UserId::parse(raw)?;
+                match self.read.user(user.as_uuid()).await? {
+                    Some(found) if !found.disabled => Some(AssigneeChange::Assign(user)),
+                    _ => return Err(ApiError::BadInput("assignee not found".into())),
+                }
+            }
+            (None, true) => Some(AssigneeChange::Clear),
+            (None, false) => None,
+        };
+        let notes = edit.confidential_notes.as_deref().map(Notes::parse).transpose()?;
+        let expected_version = expected(edit.expected_version)?;
+        let confidential_notes = match notes {
+            Some(notes) => Some(self.seal(ticket_id, SealedField::ConfidentialNotes, notes.as_str()).await?),
+            None => None,
+        };
+        let update = TicketUpdate { status: edit.status, priority: edit.priority, assignee, confidential_notes, expected_version };
+        let version = self.write.ticket(ticket_id, TicketCommand::Update(update), actor).await?;
+        self.ticket_after(ticket.id, version).await
+    }
+
+    async fn seal(&self, ticket: TicketId, field: SealedField, text: &str) -> ApiResult<SealedText> {
+        let key = self.keys.get(ticket).await?.ok_or_else(|| ApiError::BadInput("ticket's text has been erased".into()))?;
+        Ok(key.seal(ticket.as_uuid(), field, text))
+    }
+
+    /// The notes in clear, for admins only; `None` for everyone else.
+    ///
+    /// # Errors
+    /// When the key store fails or the envelope cannot be opened.
+    pub async fn confidential_notes(&self, viewer: Viewer, ticket: &TicketRow) -> ApiResult<Option<String>> {
+        let Some(envelope) = ticket.notes_envelope.as_ref().filter(|_| viewer.is_admin()) else { return Ok(None) };
+        let id = TicketId::from_uuid(ticket.id);
+        let Some(key) = self.keys.get(id).await? else { return Ok(None) };
+        let sealed = SealedText { ciphertext: envelope.clone(), digest: String::new() };
+        let notes = key.open(ticket.id, SealedField::ConfidentialNotes, &sealed).map_err(ApiError::internal)?;
+        Ok(Some(notes).filter(|n| !n.is_empty()))
+    }
+
+    /// # Errors
+    /// `FORBIDDEN` for non-admins, `NOT_FOUND`, `CONFLICT`.
+    pub async fn delete_ticket(&self, viewer: Viewer, id: &str, reason: Option<&str>, expected_version: Option<i32>, actor: &Actor) -> ApiResult<Uuid> {
+        if !viewer.is_admin() {
+            return Err(ApiError::Forbidden);
+        }
+        let ticket = self.ticket_for_change(viewer, id).await?;
+        let ticket_id = TicketId::from_uuid(ticket.id);
+        let expected_version = expected(expected_version)?;
+        let reason = match reason.map(Reason::parse).transpose()?.filter(|r| !r.as_str().is_empty()) {
+            Some(reason) => Some(self.seal(ticket_id, SealedField::DeletionReason, reason.as_str()).await?),
+            None => None,
+        };
+        let version = self.write.ticket(ticket_id, TicketCommand::Delete { reason, expected_version }, actor).await?;
+        self.projected(Table::Tickets, ticket.id, version).await?;
+        tracing::info!(ticket.id = %ticket.id, "ticket deleted");
+        Ok(ticket.id)
+    }
+
+    /// A page of tickets in the viewer's scope.
+    ///
+    /// # Errors
+    /// `FORBIDDEN` when a non-admin asks for deleted tickets.
+    pub async fn list_tickets(&self, viewer: Viewer, mut query: TicketQuery) -> ApiResult<Vec<TicketRow>> {
+        if !viewer.is_admin() {
+            if query.include_deleted {
+                return Err(ApiError::Forbidden);
+            }
+            query.visible_to_reporter = Some(viewer.id);
+        }
+        Ok(self.read.tickets(&query).await?)
+    }
+}

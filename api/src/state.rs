@@ -1,0 +1,80 @@
+//! Application state: everything a request needs, built once at start-up.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use commands::keys::KeyRing;
+use commands::write::WriteSide;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use projections::read::{ReadModels, Table};
+use uuid::Uuid;
+
+use crate::auth::password::PasswordHasher;
+use crate::auth::sessions::Sessions;
+use crate::auth::tokens::JwtKeys;
+use crate::config::Settings;
+use crate::error::{ApiError, ApiResult};
+
+/// How long a mutation waits for the projector before answering anyway.
+const READ_YOUR_WRITES: Duration = Duration::from_secs(10);
+
+pub struct App {
+    pub settings: Settings,
+    pub write: WriteSide,
+    pub read: ReadModels,
+    pub keys: KeyRing,
+    pub jwt: JwtKeys,
+    pub hasher: PasswordHasher,
+    pub sessions: Sessions,
+    pub limits: RateLimits,
+    /// Serialises role and disable changes in this process so the
+    /// last-admin check and the change it guards cannot interleave.
+    pub access_changes: tokio::sync::Mutex<()>,
+}
+
+pub type AppState = Arc<App>;
+
+impl App {
+    /// Waits until the read model shows `version` of a ticket or user, so the
+    /// mutation answers with its own effect.
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub async fn projected(&self, table: Table, id: Uuid, version: u64) -> ApiResult<()> {
+        if !self.read.wait_for(table, id, version, READ_YOUR_WRITES).await? {
+            tracing::warn!(%id, version, "projector is behind; answering with older state");
+        }
+        Ok(())
+    }
+}
+
+/// Sign-in and sign-up throttles, per email and per client address.
+pub struct RateLimits {
+    login_per_email: DefaultKeyedRateLimiter<String>,
+    auth_per_client: DefaultKeyedRateLimiter<String>,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        let per_minute = |n: u32| Quota::per_minute(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN));
+        Self {
+            login_per_email: RateLimiter::keyed(per_minute(10)),
+            auth_per_client: RateLimiter::keyed(per_minute(60)),
+        }
+    }
+}
+
+impl RateLimits {
+    /// # Errors
+    /// `TOO_MANY_REQUESTS` when either budget is spent.
+    pub fn check(&self, email: Option<&str>, client: &str) -> ApiResult<()> {
+        let client_ok = self.auth_per_client.check_key(&client.to_owned()).is_ok();
+        let email_ok = email.is_none_or(|email| self.login_per_email.check_key(&email.to_lowercase()).is_ok());
+        if client_ok && email_ok {
+            Ok(())
+        } else {
+            Err(ApiError::TooManyRequests)
+        }
+    }
+}
