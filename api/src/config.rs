@@ -108,7 +108,7 @@ impl Settings {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             data_dir,
             jwt_secret: Some(SecretString::from("test-secret-test-secret-test-secret-0123")),
-            master_keys: None,
+            master_keys: Some(SecretString::from(commands::cipher::MasterKeys::generate("test").1)),
             max_upload_bytes: 10 * 1024 * 1024,
             admin_email: None,
             admin_password: None,
