@@ -77,11 +77,13 @@ SELECT position, 0 AS transaction_id, aggregate_type, aggregate_id, sequence,
 
 const SAVE_POSTGRES: &str = "
 INSERT INTO projector_checkpoints (name, transaction_id, position) VALUES ($1, $2::text::xid8, $3)
-ON CONFLICT (name) DO UPDATE SET transaction_id = excluded.transaction_id, position = excluded.position";
+ON CONFLICT (name) DO UPDATE SET transaction_id = excluded.transaction_id, position = excluded.position
+ WHERE projector_checkpoints.position = $4";
 
 const SAVE_SQLITE: &str = "
 INSERT INTO projector_checkpoints (name, transaction_id, position) VALUES ($1, $2, $3)
-ON CONFLICT (name) DO UPDATE SET transaction_id = excluded.transaction_id, position = excluded.position";
+ON CONFLICT (name) DO UPDATE SET transaction_id = excluded.transaction_id, position = excluded.position
+ WHERE projector_checkpoints.position = $4";
 
 const CLEAR_READ_MODELS: &str = "DELETE FROM ticket_history; DELETE FROM tickets; DELETE FROM users; \
     DELETE FROM projector_checkpoints;";
@@ -232,25 +234,47 @@ impl Projector {
         let Some(last) = rows.last() else { return Ok(0) };
         let to = Checkpoint { transaction_id: last.transaction_id, position: last.position };
         let writes = self.writes_for(&rows).await?;
-        match (&self.db, leader) {
+        // The checkpoint moves first and only from where this batch started:
+        // a second projector (a stray process on the same SQLite file) finds
+        // it moved, rolls back and reads again, so nothing is applied twice.
+        let moved = match (&self.db, leader) {
             (Db::Postgres(_), Some(conn)) => {
                 let mut tx = conn.begin().await?;
-                apply_postgres(&mut tx, &writes).await?;
-                sqlx::query(SAVE_POSTGRES)
+                let moved = sqlx::query(SAVE_POSTGRES)
                     .bind(NAME)
                     .bind(to.transaction_id.to_string())
                     .bind(to.position)
+                    .bind(from.position)
                     .execute(&mut *tx)
-                    .await?;
-                tx.commit().await?;
+                    .await?
+                    .rows_affected();
+                if moved == 1 {
+                    apply_postgres(&mut tx, &writes).await?;
+                    tx.commit().await?;
+                }
+                moved
             }
             (Db::Sqlite(pool), _) => {
                 let mut tx = pool.begin().await?;
-                apply_sqlite(&mut tx, &writes).await?;
-                sqlx::query(SAVE_SQLITE).bind(NAME).bind(to.transaction_id).bind(to.position).execute(&mut *tx).await?;
-                tx.commit().await?;
+                let moved = sqlx::query(SAVE_SQLITE)
+                    .bind(NAME)
+                    .bind(to.transaction_id)
+                    .bind(to.position)
+                    .bind(from.position)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if moved == 1 {
+                    apply_sqlite(&mut tx, &writes).await?;
+                    tx.commit().await?;
+                }
+                moved
             }
             (Db::Postgres(_), None) => unreachable!("checked above"),
+        };
+        if moved != 1 {
+            tracing::warn!("checkpoint moved under this projector; re-reading");
+            return Ok(0);
         }
         self.progress.send_replace(to);
         Ok(rows.len())
