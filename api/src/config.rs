@@ -53,6 +53,10 @@ pub struct Options {
     pub master_keys: Option<String>,
     #[arg(long, env = "TICKETS_MAX_UPLOAD_BYTES", default_value_t = 10 * 1024 * 1024, global = true)]
     pub max_upload_bytes: u64,
+    /// Where attachments are stored: `file` (under the data folder) or
+    /// `s3://bucket/prefix` with the usual `AWS_*` variables.
+    #[arg(long, env = "TICKETS_BLOB_STORE", default_value = "file", global = true)]
+    pub blob_store: String,
     #[arg(long, env = "TICKETS_ADMIN_EMAIL", global = true)]
     pub admin_email: Option<String>,
     #[arg(long, env = "TICKETS_ADMIN_PASSWORD", hide_env_values = true, global = true)]
@@ -71,6 +75,7 @@ pub struct Settings {
     pub jwt_secret: Option<SecretString>,
     pub master_keys: Option<SecretString>,
     pub max_upload_bytes: u64,
+    pub blob_store: String,
     pub admin_email: Option<String>,
     pub admin_password: Option<SecretString>,
     pub introspection: bool,
@@ -89,6 +94,7 @@ impl From<Options> for Settings {
             jwt_secret: options.jwt_secret.filter(|s| !s.is_empty()).map(SecretString::from),
             master_keys: options.master_keys.filter(|s| !s.is_empty()).map(SecretString::from),
             max_upload_bytes: options.max_upload_bytes,
+            blob_store: options.blob_store,
             admin_email: options.admin_email.filter(|s| !s.is_empty()),
             admin_password: options.admin_password.filter(|s| !s.is_empty()).map(SecretString::from),
             introspection: options.introspection,
@@ -110,6 +116,7 @@ impl Settings {
             jwt_secret: Some(SecretString::from("test-secret-test-secret-test-secret-0123")),
             master_keys: Some(SecretString::from(commands::cipher::MasterKeys::generate("test").1)),
             max_upload_bytes: 10 * 1024 * 1024,
+            blob_store: "file".to_owned(),
             admin_email: None,
             admin_password: None,
             introspection: true,

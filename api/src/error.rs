@@ -18,6 +18,8 @@ pub enum ApiError {
     BadInput(String),
     Conflict(String),
     TooManyRequests,
+    PayloadTooLarge(String),
+    UnsupportedMediaType(String),
     /// Logged, never shown.
     Internal(String),
 }
@@ -31,6 +33,8 @@ impl ApiError {
             ApiError::BadInput(_) => "BAD_USER_INPUT",
             ApiError::Conflict(_) => "CONFLICT",
             ApiError::TooManyRequests => "TOO_MANY_REQUESTS",
+            ApiError::PayloadTooLarge(_) => "PAYLOAD_TOO_LARGE",
+            ApiError::UnsupportedMediaType(_) => "UNSUPPORTED_MEDIA_TYPE",
             ApiError::Internal(_) => "INTERNAL",
         }
     }
@@ -45,7 +49,10 @@ impl ApiError {
             ApiError::Unauthenticated(message) => (*message).to_owned(),
             ApiError::Forbidden => "not allowed".to_owned(),
             ApiError::NotFound(what) => format!("{what} not found"),
-            ApiError::BadInput(message) | ApiError::Conflict(message) => message.clone(),
+            ApiError::BadInput(message)
+            | ApiError::Conflict(message)
+            | ApiError::PayloadTooLarge(message)
+            | ApiError::UnsupportedMediaType(message) => message.clone(),
             ApiError::TooManyRequests => "too many requests; try again later".to_owned(),
             ApiError::Internal(_) => "internal error".to_owned(),
         }

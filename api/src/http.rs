@@ -13,6 +13,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
+use futures_util::TryStreamExt;
 use commands::db::Db;
 use commands::keys::KeyRing;
 use commands::write::WriteSide;
@@ -26,7 +27,9 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 
 use crate::auth::password::PasswordHasher;
+use crate::service::attachments::MAX_FILES_PER_REQUEST;
 use crate::auth::sessions::Sessions;
+use crate::blobs::Blobs;
 use crate::config::Settings;
 use crate::graphql::{schema, RequestInfo, TicketsSchema};
 use crate::secrets;
@@ -51,6 +54,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/graphql", get(graphiql).post(graphql))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .route("/attachments/{id}", get(crate::download::download))
         .with_state(state)
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(TraceLayer::new_for_http())
@@ -87,7 +91,7 @@ async fn graphql(
             return error_response(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "internal error");
         }
     };
-    let request = match read_request(&parts.headers, body).await {
+    let request = match read_request(&parts.headers, body, state.app.settings.max_upload_bytes).await {
         Ok(request) => request,
         Err(response) => return response,
     };
@@ -96,21 +100,36 @@ async fn graphql(
     Json(response).into_response()
 }
 
-async fn read_request(headers: &HeaderMap, body: Body) -> Result<async_graphql::Request, Response> {
+/// Reads a GraphQL request. JSON bodies are bounded in memory; multipart
+/// uploads stream to temporary files, each file and the whole stream
+/// bounded, so an oversized upload is refused without being held in memory.
+async fn read_request(
+    headers: &HeaderMap,
+    body: Body,
+    max_upload_bytes: u64,
+) -> Result<async_graphql::Request, Response> {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let bytes = axum::body::to_bytes(body, MAX_JSON_BODY).await.map_err(|_| {
-        error_response(StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", "request body is too large")
-    })?;
-    async_graphql::http::receive_body(content_type, &bytes[..], MultipartOptions::default())
-        .await
-        .map_err(|error| {
-            let message = match error {
-                async_graphql::ParseRequestError::PayloadTooLarge => "request body is too large",
-                async_graphql::ParseRequestError::UnsupportedBatch => "batched requests are not supported",
-                _ => "request is not a valid GraphQL request",
-            };
-            error_response(StatusCode::BAD_REQUEST, "BAD_USER_INPUT", message)
-        })
+    let too_large =
+        || error_response(StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", "request body is too large");
+    let multipart = content_type.as_deref().is_some_and(|ct| ct.to_ascii_lowercase().starts_with("multipart/"));
+    let parsed = if multipart {
+        let options = MultipartOptions::default()
+            .max_file_size(usize::try_from(max_upload_bytes).unwrap_or(usize::MAX))
+            .max_num_files(MAX_FILES_PER_REQUEST + 1);
+        let reader = body.into_data_stream().map_err(std::io::Error::other).into_async_read();
+        async_graphql::http::receive_body(content_type, reader, options).await
+    } else {
+        let bytes = axum::body::to_bytes(body, MAX_JSON_BODY).await.map_err(|_| too_large())?;
+        async_graphql::http::receive_body(content_type, &bytes[..], MultipartOptions::default()).await
+    };
+    parsed.map_err(|error| {
+        let message = match error {
+            async_graphql::ParseRequestError::PayloadTooLarge => return too_large(),
+            async_graphql::ParseRequestError::UnsupportedBatch => "batched requests are not supported",
+            _ => "request is not a valid GraphQL request",
+        };
+        error_response(StatusCode::BAD_REQUEST, "BAD_USER_INPUT", message)
+    })
 }
 
 async fn readyz(State(state): State<HttpState>) -> Response {
@@ -141,6 +160,7 @@ pub async fn assemble(settings: Settings) -> anyhow::Result<(AppState, Projector
     let keys = KeyRing::new(db.clone(), secrets.master_keys);
     let projector = Projector::new(db.clone(), keys.clone(), write.appended());
     let read = ReadModels::new(db.clone(), projector.progress());
+    let blobs = Blobs::open(Some(&settings.blob_store), &settings.data_dir)?;
     let app = Arc::new(App {
         settings,
         write,
@@ -149,6 +169,7 @@ pub async fn assemble(settings: Settings) -> anyhow::Result<(AppState, Projector
         jwt: secrets.jwt,
         hasher: PasswordHasher::new(),
         sessions: Sessions::new(db),
+        blobs,
         limits: RateLimits::default(),
         access_changes: tokio::sync::Mutex::new(()),
     });
@@ -162,7 +183,8 @@ impl Application {
         let listen = settings.listen;
         let (app, projector) = assemble(settings).await?;
         let (stop, stopped) = watch::channel(false);
-        let projector = tokio::spawn(projector.run(stopped));
+        let projector = tokio::spawn(projector.run(stopped.clone()));
+        tokio::spawn(collect_blob_garbage(app.clone(), stopped));
         if let (Some(email), Some(password)) = (&app.settings.admin_email, &app.settings.admin_password) {
             let password: SecretString = password.clone();
             app.ensure_admin(email, "Administrator", password)
@@ -217,6 +239,22 @@ impl Application {
         let _ = self.projector.await;
         self.state.app.read.db().close().await;
         served
+    }
+}
+
+/// Removes blobs left by uploads whose event never got appended, once they
+/// are older than any upload still in flight could be.
+async fn collect_blob_garbage(app: AppState, mut stop: watch::Receiver<bool>) {
+    const EVERY: Duration = Duration::from_secs(600);
+    const GRACE: Duration = Duration::from_secs(3600);
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(EVERY) => {}
+            _ = stop.wait_for(|stop| *stop) => return,
+        }
+        if let Err(error) = app.blobs.collect_garbage(&app.read, GRACE).await {
+            tracing::warn!(error = format!("{error:#}"), "blob clean-up failed");
+        }
     }
 }
 

@@ -3,7 +3,9 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod blobs;
 pub mod config;
+pub mod download;
 pub mod error;
 pub mod graphql;
 pub mod http;

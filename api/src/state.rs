@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use crate::auth::password::PasswordHasher;
 use crate::auth::sessions::Sessions;
+use crate::blobs::Blobs;
 use crate::auth::tokens::JwtKeys;
 use crate::config::Settings;
 use crate::error::{ApiError, ApiResult};
@@ -27,6 +28,7 @@ pub struct App {
     pub jwt: JwtKeys,
     pub hasher: PasswordHasher,
     pub sessions: Sessions,
+    pub blobs: Blobs,
     pub limits: RateLimits,
     /// Serialises role and disable changes in this process so the
     /// last-admin check and the change it guards cannot interleave.

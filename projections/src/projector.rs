@@ -85,7 +85,7 @@ INSERT INTO projector_checkpoints (name, transaction_id, position) VALUES ($1, $
 ON CONFLICT (name) DO UPDATE SET transaction_id = excluded.transaction_id, position = excluded.position
  WHERE projector_checkpoints.position = $4";
 
-const CLEAR_READ_MODELS: &str = "DELETE FROM ticket_history; DELETE FROM tickets; DELETE FROM users; \
+const CLEAR_READ_MODELS: &str = "DELETE FROM ticket_history; DELETE FROM attachments; DELETE FROM tickets; DELETE FROM users; \
     DELETE FROM projector_checkpoints;";
 
 pub struct Projector {

@@ -53,6 +53,21 @@ pub struct HistoryRow {
     pub to_value: Option<String>,
 }
 
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AttachmentRow {
+    pub id: Uuid,
+    pub ticket_id: Uuid,
+    pub filename: String,
+    pub content_type: String,
+    pub size: i64,
+    pub sha256: String,
+    pub uploaded_by: Option<Uuid>,
+    pub uploaded_at: DateTime<Utc>,
+}
+
+const ATTACHMENT_COLUMNS: &str =
+    "SELECT id, ticket_id, filename, content_type, size, sha256, uploaded_by, uploaded_at FROM attachments";
+
 /// The orders a ticket list can take; each ends in `id` so keys are unique.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TicketOrder {
@@ -213,6 +228,32 @@ impl ReadModels {
         on_db!(&self.db, pool => sqlx::query_as(SQL).bind(ticket).fetch_all(pool).await)
     }
 
+    /// A ticket's attachments in the order they were added.
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub async fn attachments(&self, ticket: Uuid) -> Result<Vec<AttachmentRow>, sqlx::Error> {
+        let sql = format!("{ATTACHMENT_COLUMNS} WHERE ticket_id = $1 ORDER BY sequence");
+        on_db!(&self.db, pool => sqlx::query_as(&sql).bind(ticket).fetch_all(pool).await)
+    }
+
+    /// # Errors
+    /// When the store fails.
+    pub async fn attachment(&self, id: Uuid) -> Result<Option<AttachmentRow>, sqlx::Error> {
+        let sql = format!("{ATTACHMENT_COLUMNS} WHERE id = $1");
+        on_db!(&self.db, pool => sqlx::query_as(&sql).bind(id).fetch_optional(pool).await)
+    }
+
+    /// Whether any attachment still points at this blob.
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub async fn blob_referenced(&self, sha256: &str) -> Result<bool, sqlx::Error> {
+        const SQL: &str = "SELECT COUNT(*) FROM attachments WHERE sha256 = $1";
+        let count: i64 = on_db!(&self.db, pool => sqlx::query_scalar(SQL).bind(sha256).fetch_one(pool).await)?;
+        Ok(count > 0)
+    }
+
     /// # Errors
     /// When the store fails.
     pub async fn user(&self, id: Uuid) -> Result<Option<UserRow>, sqlx::Error> {
@@ -232,7 +273,11 @@ impl ReadModels {
     /// # Errors
     /// When the store fails.
     pub async fn users(&self, after: Option<(DateTime<Utc>, Uuid)>, limit: i64) -> Result<Vec<UserRow>, sqlx::Error> {
-        let (at, id) = after.unwrap_or((DateTime::<Utc>::MIN_UTC, Uuid::nil()));
+        // No sentinel for the first page: PostgreSQL refuses `MIN_UTC` as a timestamptz.
+        let Some((at, id)) = after else {
+            let sql = format!("{USER_COLUMNS} ORDER BY created_at, id LIMIT $1");
+            return on_db!(&self.db, pool => sqlx::query_as(&sql).bind(limit).fetch_all(pool).await);
+        };
         let sql = format!("{USER_COLUMNS} WHERE (created_at, id) > ($1, $2) ORDER BY created_at, id LIMIT $3");
         on_db!(&self.db, pool => sqlx::query_as(&sql).bind(at).bind(id).bind(limit).fetch_all(pool).await)
     }

@@ -8,7 +8,7 @@ use domain::values::Priority;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::writes::{HistoryEntry, TicketChange, UserChange, Write};
+use crate::writes::{AttachmentRow, HistoryEntry, TicketChange, UserChange, Write};
 
 /// Shown in place of text whose data key has been destroyed.
 pub const ERASED: &str = "[erased]";
@@ -105,18 +105,29 @@ pub fn ticket_writes(
             update(TicketChange::Notes(envelope.ciphertext.clone())),
             entry("ConfidentialNotesSet", Some("confidentialNotes"), None, None),
         ],
-        TicketEvent::AttachmentAdded { filename, content_type, size, sha256, .. } => vec![
-            update(TicketChange::Touched),
-            entry(
-                "AttachmentAdded",
-                Some("attachments"),
-                None,
-                Some(format!(
-                    "{} ({content_type}, {size} bytes, sha256 {sha256})",
-                    text(SealedField::AttachmentName, filename)
-                )),
-            ),
-        ],
+        TicketEvent::AttachmentAdded { id, filename, content_type, size, sha256 } => {
+            let filename = text(SealedField::AttachmentName, filename);
+            vec![
+                Write::InsertAttachment(AttachmentRow {
+                    id: id.as_uuid(),
+                    ticket_id: ticket,
+                    filename: filename.clone(),
+                    content_type: content_type.clone(),
+                    size: i64::try_from(*size).unwrap_or(i64::MAX),
+                    sha256: sha256.clone(),
+                    uploaded_by: meta.actor_id,
+                    uploaded_at: meta.at,
+                    sequence,
+                }),
+                update(TicketChange::Touched),
+                entry(
+                    "AttachmentAdded",
+                    Some("attachments"),
+                    None,
+                    Some(format!("{filename} ({content_type}, {size} bytes, sha256 {sha256})")),
+                ),
+            ]
+        }
         TicketEvent::TicketDeleted { .. } => {
             vec![update(TicketChange::Deleted), entry("TicketDeleted", None, None, None)]
         }

@@ -21,6 +21,7 @@ pub enum Write {
     /// Sets one column and stamps `updated_at` and `version`.
     UpdateTicket { id: Uuid, change: TicketChange, at: DateTime<Utc>, version: i64 },
     InsertHistory(HistoryEntry),
+    InsertAttachment(AttachmentRow),
     InsertUser {
         id: Uuid,
         email: String,
@@ -48,6 +49,20 @@ pub enum UserChange {
     Role(&'static str),
     PasswordHash(String),
     Disabled(bool),
+}
+
+/// One attachment of a ticket, its name opened for display.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttachmentRow {
+    pub id: Uuid,
+    pub ticket_id: Uuid,
+    pub filename: String,
+    pub content_type: String,
+    pub size: i64,
+    pub sha256: String,
+    pub uploaded_by: Option<Uuid>,
+    pub uploaded_at: DateTime<Utc>,
+    pub sequence: i64,
 }
 
 /// One line of a ticket's audit history.
@@ -112,6 +127,16 @@ macro_rules! executor {
                         .bind(entry.ticket_id).bind(entry.sequence).bind(entry.at).bind(entry.actor_id)
                         .bind(&entry.actor_role).bind(entry.action).bind(entry.field).bind(&entry.from)
                         .bind(&entry.to)
+                        .execute(&mut *conn).await?;
+                    }
+                    Write::InsertAttachment(row) => {
+                        sqlx::query(
+                            "INSERT INTO attachments (id, ticket_id, filename, content_type, size, sha256, \
+                             uploaded_by, uploaded_at, sequence) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                        )
+                        .bind(row.id).bind(row.ticket_id).bind(&row.filename).bind(&row.content_type)
+                        .bind(row.size).bind(&row.sha256).bind(row.uploaded_by).bind(row.uploaded_at)
+                        .bind(row.sequence)
                         .execute(&mut *conn).await?;
                     }
                     Write::InsertUser { id, email, display_name, role, password_hash, at } => {

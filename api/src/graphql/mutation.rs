@@ -1,14 +1,27 @@
 //! Write operations. Each answers with state that includes its own effect.
 
-use async_graphql::{Context, Object, ID};
+use async_graphql::{Context, Object, Upload, UploadValue, ID};
 use secrecy::SecretString;
 
-use super::types::{AuthPayload, CreateTicketInput, RegisterInput, Role, Ticket, UpdateTicketInput, User};
+use super::types::{
+    Attachment, AuthPayload, CreateTicketInput, RegisterInput, Role, Ticket, UpdateTicketInput, User,
+};
 use super::{actor, app, caller, info};
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
+use crate::service::attachments::MAX_FILES_PER_REQUEST;
 use crate::service::tickets::TicketEdit;
 
 pub struct Mutation;
+
+fn upload_values(ctx: &Context<'_>, uploads: Vec<Upload>) -> ApiResult<Vec<UploadValue>> {
+    if uploads.len() > MAX_FILES_PER_REQUEST {
+        return Err(ApiError::PayloadTooLarge(format!("at most {MAX_FILES_PER_REQUEST} files per request")));
+    }
+    uploads
+        .iter()
+        .map(|upload| upload.value(ctx).map_err(|_| ApiError::BadInput("a file is missing from the request".into())))
+        .collect()
+}
 
 #[Object]
 impl Mutation {
@@ -38,8 +51,17 @@ impl Mutation {
 
     async fn create_ticket(&self, ctx: &Context<'_>, input: CreateTicketInput) -> ApiResult<Ticket> {
         let viewer = caller(ctx).viewer()?;
-        let row = app(ctx).create_ticket(viewer, &input.title, &input.description, &actor(ctx)).await?;
+        let uploads = upload_values(ctx, input.attachments.unwrap_or_default())?;
+        let row = app(ctx).create_ticket(viewer, &input.title, &input.description, uploads, &actor(ctx)).await?;
         Ok(Ticket(row))
+    }
+
+    /// Adds evidence to a ticket the caller may see.
+    async fn add_attachment(&self, ctx: &Context<'_>, ticket_id: ID, file: Upload) -> ApiResult<Attachment> {
+        let viewer = caller(ctx).viewer()?;
+        let mut uploads = upload_values(ctx, vec![file])?;
+        let row = app(ctx).add_attachment(viewer, &ticket_id, uploads.remove(0), &actor(ctx)).await?;
+        Ok(Attachment(row))
     }
 
     /// Admins only. `expectedVersion` turns a stale edit into `CONFLICT`.

@@ -1,9 +1,9 @@
 //! GraphQL object types over the read models (DESIGN §5). Every field that
 //! is not public to all callers checks the viewer here, on the server.
 
-use async_graphql::{Context, Enum, InputObject, Object, SimpleObject, ID};
+use async_graphql::{Context, Enum, InputObject, Object, SimpleObject, Upload, ID};
 use chrono::{DateTime, Utc};
-use projections::read::{HistoryRow, TicketRow, UserRow};
+use projections::read::{AttachmentRow, HistoryRow, TicketRow, UserRow};
 
 use super::{app, caller};
 use crate::error::{ApiError, ApiResult};
@@ -133,8 +133,8 @@ impl Ticket {
         let viewer = caller(ctx).viewer()?;
         app(ctx).confidential_notes(viewer, &self.0).await
     }
-    async fn attachments(&self) -> Vec<Attachment> {
-        Vec::new()
+    async fn attachments(&self, ctx: &Context<'_>) -> ApiResult<Vec<Attachment>> {
+        Ok(app(ctx).read.attachments(self.0.id).await?.into_iter().map(Attachment).collect())
     }
     /// Every change, oldest first, built from the event stream.
     async fn history(&self, ctx: &Context<'_>) -> ApiResult<Vec<AuditEntry>> {
@@ -142,42 +142,38 @@ impl Ticket {
     }
 }
 
-/// Evidence attached to a ticket (filled in by the attachments work).
-pub struct Attachment {
-    pub id: uuid::Uuid,
-    pub filename: String,
-    pub content_type: String,
-    pub size: i64,
-    pub sha256: String,
-    pub uploaded_by: uuid::Uuid,
-    pub uploaded_at: DateTime<Utc>,
-}
+/// Evidence attached to a ticket.
+pub struct Attachment(pub AttachmentRow);
 
 #[Object]
 impl Attachment {
     async fn id(&self) -> ID {
-        ID(self.id.to_string())
+        ID(self.0.id.to_string())
     }
+    /// Cleaned for display; storage never uses it.
     async fn filename(&self) -> &str {
-        &self.filename
+        &self.0.filename
     }
+    /// Decided from the file's bytes.
     async fn content_type(&self) -> &str {
-        &self.content_type
+        &self.0.content_type
     }
     async fn size(&self) -> i64 {
-        self.size
+        self.0.size
     }
     async fn sha256(&self) -> &str {
-        &self.sha256
+        &self.0.sha256
     }
     async fn uploaded_by(&self, ctx: &Context<'_>) -> ApiResult<User> {
-        user_by_id(ctx, self.uploaded_by).await?.ok_or_else(|| ApiError::internal("uploader missing"))
+        let uploader = self.0.uploaded_by.ok_or_else(|| ApiError::internal("uploader missing"))?;
+        user_by_id(ctx, uploader).await?.ok_or_else(|| ApiError::internal("uploader missing"))
     }
     async fn uploaded_at(&self) -> DateTime<Utc> {
-        self.uploaded_at
+        self.0.uploaded_at
     }
+    /// Download with the same Bearer token.
     async fn url(&self) -> String {
-        format!("/attachments/{}", self.id)
+        format!("/attachments/{}", self.0.id)
     }
 }
 
@@ -242,6 +238,8 @@ pub struct RegisterInput {
 pub struct CreateTicketInput {
     pub title: String,
     pub description: String,
+    /// Evidence files (GraphQL multipart request spec).
+    pub attachments: Option<Vec<Upload>>,
 }
 
 #[derive(InputObject, Default)]

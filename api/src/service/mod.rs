@@ -2,4 +2,5 @@
 //! the GraphQL layer and the write and read sides.
 
 pub mod accounts;
+pub mod attachments;
 pub mod tickets;

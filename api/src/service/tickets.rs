@@ -1,6 +1,7 @@
 //! Tickets: create, read, update and delete, with DESIGN §4's access rules.
 //! Another user's ticket looks exactly like one that does not exist.
 
+use async_graphql::UploadValue;
 use commands::write::Actor;
 use domain::sealed::{SealedField, SealedText};
 use domain::ticket::{AssigneeChange, TicketCommand, TicketUpdate};
@@ -52,16 +53,26 @@ impl App {
 
     /// # Errors
     /// `BAD_USER_INPUT` for an invalid title or description.
-    pub async fn create_ticket(&self, viewer: Viewer, title: &str, description: &str, actor: &Actor) -> ApiResult<TicketRow> {
+    pub async fn create_ticket(
+        &self,
+        viewer: Viewer,
+        title: &str,
+        description: &str,
+        uploads: Vec<UploadValue>,
+        actor: &Actor,
+    ) -> ApiResult<TicketRow> {
         let title = Title::parse(title)?;
         let description = Description::parse(description)?;
+        let evidence = self.inspect_uploads(uploads).await?;
         let id = TicketId::from_uuid(Uuid::new_v4());
         let key = self.keys.create(id).await?;
+        let attachments = self.store_evidence(id, evidence).await?;
         let command = TicketCommand::Open {
             id,
             reporter: UserId::from_uuid(viewer.id),
             title: key.seal(id.as_uuid(), SealedField::Title, title.as_str()),
             description: key.seal(id.as_uuid(), SealedField::Description, description.as_str()),
+            attachments,
         };
         let version = self.write.ticket(id, command, actor).await?;
         tracing::info!(ticket.id = %id, "ticket opened");

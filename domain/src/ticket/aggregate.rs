@@ -94,23 +94,24 @@ impl Ticket {
 
     fn decide(&self, command: TicketCommand) -> Result<Vec<TicketEvent>, TicketError> {
         match command {
-            TicketCommand::Open { id, reporter, title, description } => {
+            TicketCommand::Open { id, reporter, title, description, attachments } => {
                 if self.id.is_some() {
                     return Err(TicketError::AlreadyExists);
                 }
-                Ok(vec![TicketEvent::TicketOpened {
+                let opened = TicketEvent::TicketOpened {
                     id,
                     reporter,
                     title,
                     description,
                     status: Status::Open,
                     priority: Priority::Medium,
-                }])
+                };
+                Ok(std::iter::once(opened).chain(attachments.into_iter().map(attachment_added)).collect())
             }
             TicketCommand::Update(update) => self.decide_update(update),
-            TicketCommand::AddAttachment(NewAttachment { id, filename, content_type, size, sha256 }) => {
+            TicketCommand::AddAttachment(attachment) => {
                 self.live()?;
-                Ok(vec![TicketEvent::AttachmentAdded { id, filename, content_type, size, sha256 }])
+                Ok(vec![attachment_added(attachment)])
             }
             TicketCommand::Delete { reason, expected_version } => {
                 self.live()?;
@@ -119,6 +120,10 @@ impl Ticket {
             }
         }
     }
+}
+
+fn attachment_added(NewAttachment { id, filename, content_type, size, sha256 }: NewAttachment) -> TicketEvent {
+    TicketEvent::AttachmentAdded { id, filename, content_type, size, sha256 }
 }
 
 impl Aggregate for Ticket {
@@ -212,6 +217,7 @@ mod tests {
                 reporter: user(7),
                 title: sealed("printer"),
                 description: sealed("on fire"),
+                attachments: vec![],
             })
             .then_expect_events(vec![opened()]);
     }
@@ -225,6 +231,7 @@ mod tests {
                 reporter: user(7),
                 title: sealed("x"),
                 description: sealed("y"),
+                attachments: vec![],
             })
             .then_expect_error(TicketError::AlreadyExists);
     }
@@ -347,13 +354,7 @@ mod tests {
             .then_expect_error(TicketError::Deleted);
         Given::with(())
             .given(deleted)
-            .when(TicketCommand::AddAttachment(NewAttachment {
-                id: AttachmentId::from_uuid(Uuid::from_u128(3)),
-                filename: sealed("a.png"),
-                content_type: "image/png".into(),
-                size: 3,
-                sha256: "00".into(),
-            }))
+            .when(TicketCommand::AddAttachment(evidence(3)))
             .then_expect_error(TicketError::Deleted);
     }
 
@@ -365,25 +366,36 @@ mod tests {
             .then_expect_events(vec![TicketEvent::TicketDeleted { reason: Some(sealed("dup")) }]);
     }
 
-    #[test]
-    fn attachments_are_recorded() {
-        let added = TicketEvent::AttachmentAdded {
-            id: AttachmentId::from_uuid(Uuid::from_u128(3)),
+    fn evidence(n: u128) -> NewAttachment {
+        NewAttachment {
+            id: AttachmentId::from_uuid(Uuid::from_u128(n)),
             filename: sealed("a.png"),
             content_type: "image/png".into(),
             size: 3,
             sha256: "00".into(),
-        };
+        }
+    }
+
+    #[test]
+    fn attachments_are_recorded() {
         Given::with(())
             .given(vec![opened()])
-            .when(TicketCommand::AddAttachment(NewAttachment {
-                id: AttachmentId::from_uuid(Uuid::from_u128(3)),
-                filename: sealed("a.png"),
-                content_type: "image/png".into(),
-                size: 3,
-                sha256: "00".into(),
-            }))
-            .then_expect_events(vec![added]);
+            .when(TicketCommand::AddAttachment(evidence(3)))
+            .then_expect_events(vec![attachment_added(evidence(3))]);
+    }
+
+    #[test]
+    fn opening_with_evidence_appends_it_in_the_same_command() {
+        Given::with(())
+            .given_no_previous_events()
+            .when(TicketCommand::Open {
+                id: ticket_id(),
+                reporter: user(7),
+                title: sealed("printer"),
+                description: sealed("on fire"),
+                attachments: vec![evidence(3), evidence(4)],
+            })
+            .then_expect_events(vec![opened(), attachment_added(evidence(3)), attachment_added(evidence(4))]);
     }
 
     #[test]

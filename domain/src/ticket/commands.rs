@@ -6,12 +6,14 @@ use crate::values::{AttachmentId, Priority, Status, TicketId, UserId};
 /// A request to a ticket; the aggregate decides which events follow.
 #[derive(Debug, Clone)]
 pub enum TicketCommand {
-    /// Report a new incident.
+    /// Report a new incident, with the evidence that came with it: one
+    /// append, so the ticket never exists without its attachments.
     Open {
         id: TicketId,
         reporter: UserId,
         title: SealedText,
         description: SealedText,
+        attachments: Vec<NewAttachment>,
     },
     /// Change any of the workflow fields at once, under one version check.
     Update(TicketUpdate),
