@@ -24,6 +24,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::auth::password::PasswordHasher;
@@ -55,10 +56,21 @@ pub fn router(state: HttpState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/attachments/{id}", get(crate::download::download))
+        .route("/metrics", get(metrics))
         .with_state(state)
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(TraceLayer::new_for_http())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(CatchPanicLayer::custom(|_| {
+            error_response(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "internal error")
+        }))
+}
+
+async fn metrics(State(state): State<HttpState>) -> String {
+    if let Ok(lag) = state.app.read.lag().await {
+        ::metrics::gauge!("tickets_projector_lag_events").set(lag as f64);
+    }
+    crate::metrics::handle().render()
 }
 
 async fn graphiql() -> impl IntoResponse {
@@ -96,7 +108,9 @@ async fn graphql(
         Err(response) => return response,
     };
     let request = request.data(RequestInfo { caller, request_id, client });
+    let started = std::time::Instant::now();
     let response = state.schema.execute(request).await;
+    crate::metrics::record_request(started, response.is_err());
     Json(response).into_response()
 }
 
@@ -193,6 +207,7 @@ impl Application {
             tracing::info!(email = %email, "bootstrap admin ensured");
         }
         let listener = TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+        crate::metrics::handle();
         let schema = schema(app.clone());
         Ok(Self { listener, state: HttpState { app, schema }, stop, projector })
     }

@@ -31,6 +31,19 @@ macro_rules! on_db {
 /// How many connections a pool opens at most; measured best at 4–16 here.
 const MAX_CONNECTIONS: u32 = 16;
 
+/// The database holds password hashes and readable ticket text: only its
+/// owner may read it. SQLite gives its -wal and -shm files the same mode.
+fn restrict_to_owner(path: &std::path::Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let created = std::fs::OpenOptions::new().write(true).create(true).truncate(false).mode(0o600).open(path);
+        if created.is_ok() {
+            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+        }
+    }
+}
+
 impl Db {
     /// Connects to `url` (`postgres://…` or `sqlite://…`) and runs the
     /// migrations. A SQLite file and its folder are created when missing.
@@ -65,6 +78,7 @@ impl Db {
                     std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
                 }
             }
+            restrict_to_owner(options.get_filename());
             let pool = SqlitePoolOptions::new()
                 .max_connections(8)
                 .acquire_timeout(Duration::from_secs(10))
