@@ -10,8 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, SubsecRound, Utc};
+use cqrs_es::event_sink::EventSink;
 use cqrs_es::persist::PersistedEventStore;
-use cqrs_es::{Aggregate, AggregateError, CqrsFramework};
+use cqrs_es::{Aggregate, AggregateError, EventStore};
 use domain::account::{Account, AccountCommand};
 use domain::ticket::{Ticket, TicketCommand};
 use domain::values::{Role, TicketId, UserId};
@@ -20,7 +21,6 @@ use tokio::sync::Notify;
 
 use crate::db::Db;
 use crate::event_repo::EventRepo;
-use crate::on_db;
 
 /// Aggregates are snapshotted every this many events, so loading one costs
 /// the same whatever the length of its history.
@@ -28,7 +28,7 @@ const SNAPSHOT_EVERY: usize = 50;
 /// How many times a command is re-decided after losing a race.
 const MAX_ATTEMPTS: u32 = 8;
 
-type Framework<A> = CqrsFramework<A, PersistedEventStore<EventRepo, A>>;
+type Store<A> = PersistedEventStore<EventRepo, A>;
 
 /// Who asked for a change and in which request; recorded on every event.
 #[derive(Debug, Clone)]
@@ -76,18 +76,26 @@ fn snapshot_store<A: Aggregate>(db: &Db) -> PersistedEventStore<EventRepo, A> {
     PersistedEventStore::new_snapshot_store(EventRepo::new(db), SNAPSHOT_EVERY)
 }
 
+fn store_error<E: std::error::Error>(error: AggregateError<E>) -> WriteError<E> {
+    match error {
+        AggregateError::UserError(error) => WriteError::Rejected(error),
+        AggregateError::AggregateConflict => WriteError::Contended,
+        other => WriteError::Store(other.to_string()),
+    }
+}
+
 pub struct WriteSide {
     db: Db,
-    tickets: Framework<Ticket>,
-    accounts: Framework<Account>,
+    tickets: Store<Ticket>,
+    accounts: Store<Account>,
     appended: Arc<Notify>,
 }
 
 impl WriteSide {
     pub fn new(db: Db) -> Self {
         Self {
-            tickets: CqrsFramework::new(snapshot_store(&db), vec![], ()),
-            accounts: CqrsFramework::new(snapshot_store(&db), vec![], ()),
+            tickets: snapshot_store(&db),
+            accounts: snapshot_store(&db),
             db,
             appended: Arc::new(Notify::new()),
         }
@@ -128,42 +136,49 @@ impl WriteSide {
         self.execute(&self.accounts, &id.to_string(), command, actor).await
     }
 
+    /// Load, decide, append: cqrs-es's `CqrsFramework::execute` without
+    /// its in-process queries, and returning the stream's new sequence.
+    ///
+    /// The aggregate decides on a copy: `EventSink::write` applies events to
+    /// the aggregate it is given, and `commit` applies them again to the
+    /// context's aggregate before snapshotting it, so deciding on the
+    /// context's own aggregate would snapshot every new event twice.
     async fn execute<A>(
         &self,
-        framework: &Framework<A>,
+        store: &Store<A>,
         id: &str,
         command: A::Command,
         actor: &Actor,
     ) -> Result<u64, WriteError<A::Error>>
     where
-        A: Aggregate,
+        A: Aggregate<Services = ()> + Clone,
         A::Command: Clone,
     {
         let mut attempt = 0;
         loop {
             attempt += 1;
+            let context = store.load_aggregate(id).await.map_err(store_error)?;
+            let before = context.current_sequence;
+            let sink = EventSink::default();
+            let mut deciding = context.aggregate.clone();
+            deciding.handle(command.clone(), &(), &sink).await.map_err(WriteError::Rejected)?;
+            let events = sink.collect().await;
+            if events.is_empty() {
+                return Ok(before as u64);
+            }
             let at = Utc::now().trunc_subsecs(6);
-            match framework.execute_with_metadata(id, command.clone(), actor.metadata(at)).await {
-                Ok(()) => {
+            match store.commit(events, context, actor.metadata(at)).await {
+                Ok(committed) => {
                     self.appended.notify_waiters();
-                    return self.version_of::<A>(id).await;
+                    return Ok((before + committed.len()) as u64);
                 }
-                Err(AggregateError::UserError(error)) => return Err(WriteError::Rejected(error)),
                 Err(AggregateError::AggregateConflict) if attempt < MAX_ATTEMPTS => {
                     let backoff = 2u64.pow(attempt.min(6)) + rand::random::<u64>() % 5;
                     tokio::time::sleep(Duration::from_millis(backoff)).await;
                 }
                 Err(AggregateError::AggregateConflict) => return Err(WriteError::Contended),
-                Err(other) => return Err(WriteError::Store(other.to_string())),
+                Err(other) => return Err(store_error(other)),
             }
         }
-    }
-
-    /// The stream's last sequence, which the read model reaches once projected.
-    async fn version_of<A: Aggregate>(&self, id: &str) -> Result<u64, WriteError<A::Error>> {
-        const SQL: &str = "SELECT COALESCE(MAX(sequence), 0) FROM events WHERE aggregate_type = $1 AND aggregate_id = $2";
-        let version: i64 = on_db!(&self.db, pool => sqlx::query_scalar(SQL).bind(A::TYPE).bind(id).fetch_one(pool).await)
-            .map_err(|e| WriteError::Store(e.to_string()))?;
-        Ok(u64::try_from(version).unwrap_or_default())
     }
 }
