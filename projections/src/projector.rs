@@ -88,18 +88,54 @@ ON CONFLICT (name) DO UPDATE SET transaction_id = excluded.transaction_id, posit
 const CLEAR_READ_MODELS: &str = "DELETE FROM ticket_history; DELETE FROM attachments; DELETE FROM tickets; DELETE FROM users; \
     DELETE FROM projector_checkpoints;";
 
+/// The newest sequence this process's projector has applied per stream, so
+/// a waiting mutation learns it is visible without asking the database.
+#[derive(Debug, Default)]
+pub struct Projected {
+    versions: std::sync::Mutex<HashMap<Uuid, i64>>,
+}
+
+impl Projected {
+    /// Streams remembered at most; older entries are simply forgotten and
+    /// waiters fall back to the database.
+    const CAPACITY: usize = 100_000;
+
+    fn note(&self, rows: &[EventRow]) {
+        let Ok(mut versions) = self.versions.lock() else { return };
+        if versions.len() > Self::CAPACITY {
+            versions.clear();
+        }
+        for row in rows {
+            if let Ok(id) = Uuid::parse_str(&row.aggregate_id) {
+                versions.insert(id, row.sequence);
+            }
+        }
+    }
+
+    /// The newest applied sequence of `id`, if this process applied it.
+    pub fn version(&self, id: Uuid) -> Option<i64> {
+        self.versions.lock().ok()?.get(&id).copied()
+    }
+}
+
 pub struct Projector {
     db: Db,
     keys: KeyRing,
     wake: Arc<Notify>,
     progress: watch::Sender<Checkpoint>,
+    projected: Arc<Projected>,
 }
 
 impl Projector {
     /// `wake` is notified by the write side after each append.
     pub fn new(db: Db, keys: KeyRing, wake: Arc<Notify>) -> Self {
         let (progress, _) = watch::channel(Checkpoint::default());
-        Self { db, keys, wake, progress }
+        Self { db, keys, wake, progress, projected: Arc::default() }
+    }
+
+    /// Per-stream versions applied by this projector.
+    pub fn projected(&self) -> Arc<Projected> {
+        self.projected.clone()
     }
 
     /// Changes whenever a batch has been committed to the read models.
@@ -276,6 +312,7 @@ impl Projector {
             tracing::warn!("checkpoint moved under this projector; re-reading");
             return Ok(0);
         }
+        self.projected.note(&rows);
         self.progress.send_replace(to);
         Ok(rows.len())
     }

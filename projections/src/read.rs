@@ -10,7 +10,9 @@ use sqlx::QueryBuilder;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::projector::Checkpoint;
+use std::sync::Arc;
+
+use crate::projector::{Checkpoint, Projected};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct TicketRow {
@@ -195,12 +197,20 @@ macro_rules! ticket_list_query {
 pub struct ReadModels {
     db: Db,
     progress: watch::Receiver<Checkpoint>,
+    projected: Option<Arc<Projected>>,
 }
 
 impl ReadModels {
     /// `progress` comes from the projector and wakes read-your-writes waits.
     pub fn new(db: Db, progress: watch::Receiver<Checkpoint>) -> Self {
-        Self { db, progress }
+        Self { db, progress, projected: None }
+    }
+
+    /// Lets waits consult the in-process projector before the database.
+    #[must_use]
+    pub fn with_projected(mut self, projected: Arc<Projected>) -> Self {
+        self.projected = Some(projected);
+        self
     }
 
     pub fn db(&self) -> &Db {
@@ -304,21 +314,33 @@ impl ReadModels {
         let wanted = i64::try_from(version).unwrap_or(i64::MAX);
         let mut progress = self.progress.clone();
         let deadline = tokio::time::Instant::now() + limit;
+        let in_process = || self.projected.as_ref().and_then(|p| p.version(id)).is_some_and(|v| v >= wanted);
+        // Ask the database first only when this process has never applied
+        // the stream (e.g. a no-op on an old ticket after a restart).
+        let mut ask_database = self.projected.as_ref().is_none_or(|p| p.version(id).is_none());
         loop {
             progress.borrow_and_update();
-            let seen: Option<i64> = on_db!(&self.db, pool => sqlx::query_scalar(sql).bind(id).fetch_optional(pool).await)?;
-            if seen.is_some_and(|seen| seen >= wanted) {
+            if in_process() {
                 return Ok(true);
             }
-            // Another process may be the projector: poll as well as listen.
+            if ask_database {
+                let seen: Option<i64> =
+                    on_db!(&self.db, pool => sqlx::query_scalar(sql).bind(id).fetch_optional(pool).await)?;
+                if seen.is_some_and(|seen| seen >= wanted) {
+                    return Ok(true);
+                }
+            }
+            // Another process may be the projector, or this stream may have
+            // been projected before the wait began: poll as well as listen.
             let wait = tokio::time::timeout_at(deadline, async {
                 tokio::select! {
-                    _ = progress.changed() => {}
-                    () = tokio::time::sleep(Duration::from_millis(25)) => {}
+                    _ = progress.changed() => false,
+                    () = tokio::time::sleep(Duration::from_millis(25)) => true,
                 }
             });
-            if wait.await.is_err() {
-                return Ok(false);
+            match wait.await {
+                Ok(timed_out) => ask_database = timed_out || self.projected.is_none(),
+                Err(_) => return Ok(false),
             }
         }
     }
