@@ -107,7 +107,8 @@ async fn graphql(
         Ok(request) => request,
         Err(response) => return response,
     };
-    let request = request.data(RequestInfo { caller, request_id, client });
+    let users = crate::graphql::loaders::users(state.app.read.clone());
+    let request = request.data(RequestInfo { caller, request_id, client }).data(users);
     let started = std::time::Instant::now();
     let response = state.schema.execute(request).await;
     crate::metrics::record_request(started, response.is_err());

@@ -271,6 +271,26 @@ impl ReadModels {
         on_db!(&self.db, pool => sqlx::query_as(&sql).bind(id).fetch_optional(pool).await)
     }
 
+    /// Many users in one query, for the GraphQL data loader.
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub async fn users_by_ids(&self, ids: &[Uuid]) -> Result<Vec<UserRow>, sqlx::Error> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        on_db!(&self.db, pool => {
+            let mut sql = QueryBuilder::new(USER_COLUMNS);
+            sql.push(" WHERE id IN (");
+            let mut list = sql.separated(", ");
+            for id in ids {
+                list.push_bind(*id);
+            }
+            sql.push(")");
+            sql.build_query_as().fetch_all(pool).await
+        })
+    }
+
     /// # Errors
     /// When the store fails.
     pub async fn user_by_email(&self, email: &str) -> Result<Option<UserRow>, sqlx::Error> {

@@ -1,5 +1,6 @@
 //! The GraphQL schema (DESIGN §5): queries, mutations and their limits.
 
+pub mod loaders;
 mod mutation;
 mod query;
 pub mod types;

@@ -83,7 +83,8 @@ impl User {
 }
 
 async fn user_by_id(ctx: &Context<'_>, id: uuid::Uuid) -> ApiResult<Option<User>> {
-    Ok(app(ctx).read.user(id).await?.map(User))
+    let loader = ctx.data_unchecked::<super::loaders::Users>();
+    Ok(loader.load_one(id).await?.map(User))
 }
 
 pub struct Ticket(pub TicketRow);
