@@ -13,27 +13,27 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
-use futures_util::TryStreamExt;
 use commands::db::Db;
 use commands::keys::KeyRing;
 use commands::write::WriteSide;
+use futures_util::TryStreamExt;
 use projections::projector::Projector;
 use projections::read::ReadModels;
 use secrecy::SecretString;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
 use crate::auth::password::PasswordHasher;
-use crate::service::attachments::MAX_FILES_PER_REQUEST;
 use crate::auth::sessions::Sessions;
 use crate::blobs::Blobs;
 use crate::config::Settings;
 use crate::graphql::{schema, RequestInfo, TicketsSchema};
 use crate::secrets;
+use crate::service::attachments::MAX_FILES_PER_REQUEST;
 use crate::state::{App, AppState, RateLimits};
 
 /// Largest GraphQL request body without uploads.
@@ -90,12 +90,7 @@ async fn graphql(
 ) -> Response {
     let (parts, body) = request.into_parts();
     let client = connect.map_or_else(|| "local".to_owned(), |Extension(ConnectInfo(addr))| addr.ip().to_string());
-    let request_id = parts
-        .headers
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+    let request_id = parts.headers.get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
     let caller = match state.app.caller(&parts.headers).await {
         Ok(caller) => caller,
         Err(error) => {
@@ -124,8 +119,7 @@ async fn read_request(
     max_upload_bytes: u64,
 ) -> Result<async_graphql::Request, Response> {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let too_large =
-        || error_response(StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", "request body is too large");
+    let too_large = || error_response(StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", "request body is too large");
     let multipart = content_type.as_deref().is_some_and(|ct| ct.to_ascii_lowercase().starts_with("multipart/"));
     let parsed = if multipart {
         let options = MultipartOptions::default()

@@ -42,9 +42,7 @@ pub fn load(settings: &Settings) -> anyhow::Result<Secrets> {
         None if settings.is_postgres() => {
             bail!("TICKETS_MASTER_KEYS must be set when DATABASE_URL is PostgreSQL")
         }
-        None => stored_or_generated(&settings.data_dir, KEYS_FILE, "master key", || {
-            MasterKeys::generate("k1").1
-        })?,
+        None => stored_or_generated(&settings.data_dir, KEYS_FILE, "master key", || MasterKeys::generate("k1").1)?,
     };
     let jwt = JwtKeys::new(jwt_secret.expose_secret().as_bytes()).context("TICKETS_JWT_SECRET is invalid")?;
     let master_keys = MasterKeys::parse(keys_spec.expose_secret()).context("TICKETS_MASTER_KEYS is invalid")?;

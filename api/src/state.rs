@@ -12,8 +12,8 @@ use uuid::Uuid;
 
 use crate::auth::password::PasswordHasher;
 use crate::auth::sessions::Sessions;
-use crate::blobs::Blobs;
 use crate::auth::tokens::JwtKeys;
+use crate::blobs::Blobs;
 use crate::config::Settings;
 use crate::error::{ApiError, ApiResult};
 

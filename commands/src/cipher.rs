@@ -93,9 +93,7 @@ pub struct MasterKeys {
 impl fmt::Debug for MasterKeys {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kids: Vec<&str> = self.keys.iter().map(|k| k.kid.as_str()).collect();
-        f.debug_struct("MasterKeys")
-            .field("kids", &kids)
-            .finish_non_exhaustive()
+        f.debug_struct("MasterKeys").field("kids", &kids).finish_non_exhaustive()
     }
 }
 
@@ -119,10 +117,7 @@ impl fmt::Debug for DataKey {
 }
 
 fn valid_kid(kid: &str) -> bool {
-    (1..=MAX_KID_LEN).contains(&kid.len())
-        && kid
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    (1..=MAX_KID_LEN).contains(&kid.len()) && kid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 fn key_from_slice(bytes: &[u8]) -> Option<Zeroizing<[u8; KEY_LEN]>> {
@@ -144,13 +139,7 @@ fn datakey_aad(ticket_id: Uuid) -> Vec<u8> {
 }
 
 fn field_aad(ticket_id: Uuid, field: SealedField) -> Vec<u8> {
-    [
-        FIELD_AAD_PREFIX,
-        &[VERSION],
-        ticket_id.as_bytes(),
-        field.as_str().as_bytes(),
-    ]
-    .concat()
+    [FIELD_AAD_PREFIX, &[VERSION], ticket_id.as_bytes(), field.as_str().as_bytes()].concat()
 }
 
 /// Encrypts `msg` with a fresh nonce and returns the base64 envelope.
@@ -169,11 +158,7 @@ fn seal_envelope(key: &[u8; KEY_LEN], aad: &[u8], msg: &[u8]) -> String {
 }
 
 /// Decodes and decrypts a base64 envelope; the plaintext is zeroed on drop.
-fn open_envelope(
-    key: &[u8; KEY_LEN],
-    aad: &[u8],
-    envelope: &str,
-) -> Result<Zeroizing<Vec<u8>>, CipherError> {
+fn open_envelope(key: &[u8; KEY_LEN], aad: &[u8], envelope: &str) -> Result<Zeroizing<Vec<u8>>, CipherError> {
     let raw = B64.decode(envelope).map_err(|_| CipherError::Malformed)?;
     if raw.len() < 1 + NONCE_LEN + TAG_LEN {
         return Err(CipherError::Malformed);
@@ -202,17 +187,12 @@ impl MasterKeys {
         }
         let mut keys: Vec<MasterKey> = Vec::new();
         for (index, entry) in spec.split(',').enumerate() {
-            let (kid, b64) = entry
-                .trim()
-                .split_once(':')
-                .ok_or(CipherError::MalformedEntry { index })?;
+            let (kid, b64) = entry.trim().split_once(':').ok_or(CipherError::MalformedEntry { index })?;
             if !valid_kid(kid) {
                 return Err(CipherError::InvalidKid { index });
             }
             if keys.iter().any(|k| k.kid == kid) {
-                return Err(CipherError::DuplicateKid {
-                    kid: kid.to_owned(),
-                });
+                return Err(CipherError::DuplicateKid { kid: kid.to_owned() });
             }
             let kid = kid.to_owned();
             let Ok(bytes) = B64.decode(b64).map(Zeroizing::new) else {
@@ -237,10 +217,7 @@ impl MasterKeys {
         assert!(valid_kid(kid), "invalid master key id");
         let key = random_key();
         let spec = format!("{kid}:{}", B64.encode(key.as_ref()));
-        let keys = vec![MasterKey {
-            kid: kid.to_owned(),
-            key,
-        }];
+        let keys = vec![MasterKey { kid: kid.to_owned(), key }];
         (Self { keys }, spec)
     }
 
@@ -287,9 +264,7 @@ impl MasterKeys {
             .keys
             .iter()
             .find(|k| k.kid == wrapped.kid)
-            .ok_or_else(|| CipherError::UnknownKid {
-                kid: wrapped.kid.clone(),
-            })?;
+            .ok_or_else(|| CipherError::UnknownKid { kid: wrapped.kid.clone() })?;
         let plain = open_envelope(&master.key, &datakey_aad(ticket_id), &wrapped.ciphertext)?;
         let key = key_from_slice(&plain).ok_or(CipherError::Malformed)?;
         Ok(DataKey { key })
@@ -311,11 +286,7 @@ impl DataKey {
     /// computes its digest.
     pub fn seal(&self, ticket_id: Uuid, field: SealedField, plaintext: &str) -> SealedText {
         SealedText {
-            ciphertext: seal_envelope(
-                &self.key,
-                &field_aad(ticket_id, field),
-                plaintext.as_bytes(),
-            ),
+            ciphertext: seal_envelope(&self.key, &field_aad(ticket_id, field), plaintext.as_bytes()),
             digest: self.digest(field, plaintext),
         }
     }
@@ -326,12 +297,7 @@ impl DataKey {
     ///
     /// [`CipherError::Decrypt`] for another key, ticket or field, or altered
     /// data; [`CipherError::Malformed`] for a bad envelope or non-UTF-8 text.
-    pub fn open(
-        &self,
-        ticket_id: Uuid,
-        field: SealedField,
-        sealed: &SealedText,
-    ) -> Result<String, CipherError> {
+    pub fn open(&self, ticket_id: Uuid, field: SealedField, sealed: &SealedText) -> Result<String, CipherError> {
         let plain = open_envelope(&self.key, &field_aad(ticket_id, field), &sealed.ciphertext)?;
         String::from_utf8(plain.to_vec()).map_err(|_| CipherError::Malformed)
     }
@@ -373,15 +339,9 @@ mod tests {
         let ticket = Uuid::new_v4();
         let (dk, wrapped) = master.new_data_key(ticket);
         let sealed = dk.seal(ticket, SealedField::Title, "Printer on fire 🔥");
-        assert_eq!(
-            dk.open(ticket, SealedField::Title, &sealed).unwrap(),
-            "Printer on fire 🔥"
-        );
+        assert_eq!(dk.open(ticket, SealedField::Title, &sealed).unwrap(), "Printer on fire 🔥");
         let again = master.unwrap(ticket, &wrapped).unwrap();
-        assert_eq!(
-            again.open(ticket, SealedField::Title, &sealed).unwrap(),
-            "Printer on fire 🔥"
-        );
+        assert_eq!(again.open(ticket, SealedField::Title, &sealed).unwrap(), "Printer on fire 🔥");
         assert_eq!(wrapped.kid, "k1");
         assert!(!sealed.ciphertext.contains("Printer"));
     }
@@ -392,10 +352,7 @@ mod tests {
         let ticket = Uuid::new_v4();
         let (dk, _) = master.new_data_key(ticket);
         let sealed = dk.seal(ticket, SealedField::Description, "");
-        assert_eq!(
-            dk.open(ticket, SealedField::Description, &sealed).unwrap(),
-            ""
-        );
+        assert_eq!(dk.open(ticket, SealedField::Description, &sealed).unwrap(), "");
     }
 
     #[test]
@@ -405,18 +362,9 @@ mod tests {
         let (dk, wrapped) = master.new_data_key(ticket);
         let sealed = dk.seal(ticket, SealedField::ConfidentialNotes, "secret");
         let other = Uuid::new_v4();
-        assert!(matches!(
-            dk.open(other, SealedField::ConfidentialNotes, &sealed),
-            Err(CipherError::Decrypt)
-        ));
-        assert!(matches!(
-            dk.open(ticket, SealedField::Description, &sealed),
-            Err(CipherError::Decrypt)
-        ));
-        assert!(matches!(
-            master.unwrap(other, &wrapped),
-            Err(CipherError::Decrypt)
-        ));
+        assert!(matches!(dk.open(other, SealedField::ConfidentialNotes, &sealed), Err(CipherError::Decrypt)));
+        assert!(matches!(dk.open(ticket, SealedField::Description, &sealed), Err(CipherError::Decrypt)));
+        assert!(matches!(master.unwrap(other, &wrapped), Err(CipherError::Decrypt)));
     }
 
     #[test]
@@ -439,37 +387,22 @@ mod tests {
         let last = raw.len() - 1;
         raw[last] ^= 0x01;
         sealed.ciphertext = B64.encode(&raw);
-        assert!(matches!(
-            dk.open(ticket, SealedField::Title, &sealed),
-            Err(CipherError::Decrypt)
-        ));
+        assert!(matches!(dk.open(ticket, SealedField::Title, &sealed), Err(CipherError::Decrypt)));
 
         raw[last] ^= 0x01;
         raw[0] = 0x02;
         sealed.ciphertext = B64.encode(&raw);
-        assert!(matches!(
-            dk.open(ticket, SealedField::Title, &sealed),
-            Err(CipherError::UnsupportedVersion(2))
-        ));
+        assert!(matches!(dk.open(ticket, SealedField::Title, &sealed), Err(CipherError::UnsupportedVersion(2))));
 
         sealed.ciphertext = "AAAA".into();
-        assert!(matches!(
-            dk.open(ticket, SealedField::Title, &sealed),
-            Err(CipherError::Malformed)
-        ));
+        assert!(matches!(dk.open(ticket, SealedField::Title, &sealed), Err(CipherError::Malformed)));
         sealed.ciphertext = "not base64!".into();
-        assert!(matches!(
-            dk.open(ticket, SealedField::Title, &sealed),
-            Err(CipherError::Malformed)
-        ));
+        assert!(matches!(dk.open(ticket, SealedField::Title, &sealed), Err(CipherError::Malformed)));
 
         let mut raw = B64.decode(&wrapped.ciphertext).unwrap();
         raw[5] ^= 0x80;
         wrapped.ciphertext = B64.encode(&raw);
-        assert!(matches!(
-            master.unwrap(ticket, &wrapped),
-            Err(CipherError::Decrypt)
-        ));
+        assert!(matches!(master.unwrap(ticket, &wrapped), Err(CipherError::Decrypt)));
     }
 
     #[test]
@@ -495,27 +428,15 @@ mod tests {
         assert_eq!(rotated.active_kid(), "k2");
         assert!(rotated.needs_rewrap(&wrapped));
         let unwrapped = rotated.unwrap(ticket, &wrapped).unwrap();
-        assert_eq!(
-            unwrapped
-                .open(ticket, SealedField::AttachmentName, &sealed)
-                .unwrap(),
-            "scan.pdf"
-        );
+        assert_eq!(unwrapped.open(ticket, SealedField::AttachmentName, &sealed).unwrap(), "scan.pdf");
 
         let rewrapped = rotated.rewrap(ticket, &wrapped).unwrap();
         assert_eq!(rewrapped.kid, "k2");
         assert!(!rotated.needs_rewrap(&rewrapped));
         let only_new = keys(&format!("k2:{}", key_b64(2)));
         let dk2 = only_new.unwrap(ticket, &rewrapped).unwrap();
-        assert_eq!(
-            dk2.open(ticket, SealedField::AttachmentName, &sealed)
-                .unwrap(),
-            "scan.pdf"
-        );
-        assert!(matches!(
-            only_new.unwrap(ticket, &wrapped),
-            Err(CipherError::UnknownKid { .. })
-        ));
+        assert_eq!(dk2.open(ticket, SealedField::AttachmentName, &sealed).unwrap(), "scan.pdf");
+        assert!(matches!(only_new.unwrap(ticket, &wrapped), Err(CipherError::UnknownKid { .. })));
     }
 
     #[test]
@@ -523,38 +444,17 @@ mod tests {
         let k = key_b64(7);
         assert!(matches!(MasterKeys::parse(""), Err(CipherError::NoKeys)));
         assert!(matches!(MasterKeys::parse("  "), Err(CipherError::NoKeys)));
-        assert!(matches!(
-            MasterKeys::parse("k1:not*base64"),
-            Err(CipherError::BadBase64 { .. })
-        ));
+        assert!(matches!(MasterKeys::parse("k1:not*base64"), Err(CipherError::BadBase64 { .. })));
         assert!(matches!(
             MasterKeys::parse(&format!("k1:{}", B64.encode([0u8; 16]))),
             Err(CipherError::BadKeyLength { len: 16, .. })
         ));
-        assert!(matches!(
-            MasterKeys::parse(&format!("k1:{k},k1:{k}")),
-            Err(CipherError::DuplicateKid { .. })
-        ));
-        assert!(matches!(
-            MasterKeys::parse(&k),
-            Err(CipherError::MalformedEntry { index: 0 })
-        ));
-        assert!(matches!(
-            MasterKeys::parse(&format!("k1:{k},")),
-            Err(CipherError::MalformedEntry { index: 1 })
-        ));
-        assert!(matches!(
-            MasterKeys::parse(&format!(":{k}")),
-            Err(CipherError::InvalidKid { index: 0 })
-        ));
-        assert!(matches!(
-            MasterKeys::parse(&format!("bad kid:{k}")),
-            Err(CipherError::InvalidKid { .. })
-        ));
-        assert!(matches!(
-            MasterKeys::parse(&format!("{}:{k}", "k".repeat(33))),
-            Err(CipherError::InvalidKid { .. })
-        ));
+        assert!(matches!(MasterKeys::parse(&format!("k1:{k},k1:{k}")), Err(CipherError::DuplicateKid { .. })));
+        assert!(matches!(MasterKeys::parse(&k), Err(CipherError::MalformedEntry { index: 0 })));
+        assert!(matches!(MasterKeys::parse(&format!("k1:{k},")), Err(CipherError::MalformedEntry { index: 1 })));
+        assert!(matches!(MasterKeys::parse(&format!(":{k}")), Err(CipherError::InvalidKid { index: 0 })));
+        assert!(matches!(MasterKeys::parse(&format!("bad kid:{k}")), Err(CipherError::InvalidKid { .. })));
+        assert!(matches!(MasterKeys::parse(&format!("{}:{k}", "k".repeat(33))), Err(CipherError::InvalidKid { .. })));
         assert!(MasterKeys::parse(&format!("{}:{k}", "k_-9".repeat(8))).is_ok());
     }
 
@@ -580,10 +480,7 @@ mod tests {
         assert_eq!(a.digest, b.digest);
         assert_eq!(a.digest, dk.digest(SealedField::Title, "same"));
         assert_ne!(a.digest, c.digest);
-        assert_ne!(
-            dk.digest(SealedField::Title, "same"),
-            dk.digest(SealedField::Description, "same")
-        );
+        assert_ne!(dk.digest(SealedField::Title, "same"), dk.digest(SealedField::Description, "same"));
         let (other, _) = master.new_data_key(ticket);
         assert_ne!(a.digest, other.digest(SealedField::Title, "same"));
         assert_eq!(B64.decode(&a.digest).unwrap().len(), DIGEST_LEN);
@@ -597,10 +494,7 @@ mod tests {
         let a = dk.seal(ticket, SealedField::Title, "same");
         let b = dk.seal(ticket, SealedField::Title, "same");
         assert_ne!(a.ciphertext, b.ciphertext);
-        let (ra, rb) = (
-            B64.decode(&a.ciphertext).unwrap(),
-            B64.decode(&b.ciphertext).unwrap(),
-        );
+        let (ra, rb) = (B64.decode(&a.ciphertext).unwrap(), B64.decode(&b.ciphertext).unwrap());
         assert_eq!(ra[0], VERSION);
         assert_ne!(ra[1..=NONCE_LEN], rb[1..=NONCE_LEN]);
         assert_eq!(ra.len(), 1 + NONCE_LEN + "same".len() + TAG_LEN);

@@ -52,7 +52,8 @@ impl Db {
     /// When the URL is neither, the store is unreachable or a migration fails.
     pub async fn connect(url: &str) -> anyhow::Result<Db> {
         let db = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let options = PgConnectOptions::from_str(url).context("DATABASE_URL is not a valid PostgreSQL URL")?
+            let options = PgConnectOptions::from_str(url)
+                .context("DATABASE_URL is not a valid PostgreSQL URL")?
                 // A forgotten open transaction would hold the projector back.
                 .options([("idle_in_transaction_session_timeout", "60000")]);
             let pool = PgPoolOptions::new()

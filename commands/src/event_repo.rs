@@ -1,8 +1,6 @@
 //! One event repository over either store, so the write side is written once.
 
-use cqrs_es::persist::{
-    PersistedEventRepository, PersistenceError, ReplayStream, SerializedEvent, SerializedSnapshot,
-};
+use cqrs_es::persist::{PersistedEventRepository, PersistenceError, ReplayStream, SerializedEvent, SerializedSnapshot};
 use cqrs_es::Aggregate;
 use postgres_es::PostgresEventRepository;
 use serde_json::Value;
@@ -62,7 +60,10 @@ impl PersistedEventRepository for EventRepo {
         delegate!(self, repo => repo.get_last_events::<A>(aggregate_id, last_sequence).await)
     }
 
-    async fn get_snapshot<A: Aggregate>(&self, aggregate_id: &str) -> Result<Option<SerializedSnapshot>, PersistenceError> {
+    async fn get_snapshot<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<Option<SerializedSnapshot>, PersistenceError> {
         delegate!(self, repo => repo.get_snapshot::<A>(aggregate_id).await)
     }
 
@@ -73,10 +74,9 @@ impl PersistedEventRepository for EventRepo {
     ) -> Result<(), PersistenceError> {
         match self {
             EventRepo::Postgres(repo) => repo.persist::<A>(events, snapshot_update).await,
-            EventRepo::Sqlite(repo) => repo
-                .persist::<A>(events, snapshot_update)
-                .await
-                .map_err(sqlite_unique_is_conflict),
+            EventRepo::Sqlite(repo) => {
+                repo.persist::<A>(events, snapshot_update).await.map_err(sqlite_unique_is_conflict)
+            }
         }
     }
 

@@ -5,5 +5,5 @@
 pub mod cipher;
 pub mod db;
 pub mod event_repo;
-pub mod write;
 pub mod keys;
+pub mod write;

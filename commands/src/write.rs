@@ -93,12 +93,7 @@ pub struct WriteSide {
 
 impl WriteSide {
     pub fn new(db: Db) -> Self {
-        Self {
-            tickets: snapshot_store(&db),
-            accounts: snapshot_store(&db),
-            db,
-            appended: Arc::new(Notify::new()),
-        }
+        Self { tickets: snapshot_store(&db), accounts: snapshot_store(&db), db, appended: Arc::new(Notify::new()) }
     }
 
     pub fn db(&self) -> &Db {

@@ -70,18 +70,10 @@ impl UserId {
 }
 
 fn has_forbidden_control(text: &str, allow_newlines: bool) -> bool {
-    text.chars().any(|c| {
-        c.is_control() && !(allow_newlines && matches!(c, '\n' | '\r' | '\t'))
-    })
+    text.chars().any(|c| c.is_control() && !(allow_newlines && matches!(c, '\n' | '\r' | '\t')))
 }
 
-fn bounded_text(
-    raw: &str,
-    what: &str,
-    min: usize,
-    max: usize,
-    multiline: bool,
-) -> Result<String, InvalidInput> {
+fn bounded_text(raw: &str, what: &str, min: usize, max: usize, multiline: bool) -> Result<String, InvalidInput> {
     let text = raw.trim();
     let len = text.chars().count();
     if len < min {
@@ -159,9 +151,7 @@ impl Email {
             && !local.starts_with('.')
             && !local.ends_with('.')
             && !local.contains("..")
-            && local
-                .chars()
-                .all(|c| c.is_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c));
+            && local.chars().all(|c| c.is_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c));
         let labels: Vec<&str> = domain.split('.').collect();
         let domain_ok = labels.len() >= 2
             && labels.iter().all(|label| {
@@ -269,8 +259,18 @@ mod tests {
     #[test]
     fn emails_are_normalised_and_checked() {
         assert_eq!(Email::parse(" Alice@Example.COM ").unwrap().as_str(), "alice@example.com");
-        for bad in ["", "alice", "alice@", "@example.com", "alice@example", "a b@example.com",
-                    "alice@@example.com", ".a@example.com", "a..b@example.com", "alice@-x.com"] {
+        for bad in [
+            "",
+            "alice",
+            "alice@",
+            "@example.com",
+            "alice@example",
+            "a b@example.com",
+            "alice@@example.com",
+            ".a@example.com",
+            "a..b@example.com",
+            "alice@-x.com",
+        ] {
             assert!(Email::parse(bad).is_err(), "{bad} accepted");
         }
         let a = Email::parse("Bob@Example.com").unwrap();
@@ -281,7 +281,8 @@ mod tests {
     #[test]
     fn status_transitions_follow_the_design() {
         use Status::*;
-        let allowed = [(Open, InProgress), (InProgress, Open), (InProgress, Resolved), (Open, Resolved), (Resolved, Open)];
+        let allowed =
+            [(Open, InProgress), (InProgress, Open), (InProgress, Resolved), (Open, Resolved), (Resolved, Open)];
         for from in [Open, InProgress, Resolved] {
             for to in [Open, InProgress, Resolved] {
                 assert_eq!(from.can_move_to(to), allowed.contains(&(from, to)), "{from} -> {to}");

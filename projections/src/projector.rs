@@ -17,10 +17,10 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use commands::db::Db;
 use commands::keys::KeyRing;
+use cqrs_es::Aggregate;
 use domain::account::{Account, AccountEvent};
 use domain::ticket::{Ticket, TicketEvent};
 use domain::values::TicketId;
-use cqrs_es::Aggregate;
 use serde_json::Value;
 use sqlx::{Connection, PgConnection};
 use tokio::sync::{watch, Notify};
@@ -85,7 +85,8 @@ INSERT INTO projector_checkpoints (name, transaction_id, position) VALUES ($1, $
 ON CONFLICT (name) DO UPDATE SET transaction_id = excluded.transaction_id, position = excluded.position
  WHERE projector_checkpoints.position = $4";
 
-const CLEAR_READ_MODELS: &str = "DELETE FROM ticket_history; DELETE FROM attachments; DELETE FROM tickets; DELETE FROM users; \
+const CLEAR_READ_MODELS: &str =
+    "DELETE FROM ticket_history; DELETE FROM attachments; DELETE FROM tickets; DELETE FROM users; \
     DELETE FROM projector_checkpoints;";
 
 /// The newest sequence this process's projector has applied per stream, so
@@ -181,10 +182,8 @@ impl Projector {
         let mut conn = pool.acquire().await?.detach();
         let started = tokio::time::Instant::now();
         loop {
-            let won: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-                .bind(LEADER_LOCK)
-                .fetch_one(&mut conn)
-                .await?;
+            let won: bool =
+                sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(LEADER_LOCK).fetch_one(&mut conn).await?;
             if won {
                 return Ok(Some(conn));
             }
@@ -234,8 +233,7 @@ impl Projector {
     }
 
     async fn checkpoint(&self, leader: Option<&mut PgConnection>) -> anyhow::Result<Checkpoint> {
-        const SQL_PG: &str =
-            "SELECT transaction_id::text::bigint, position FROM projector_checkpoints WHERE name = $1";
+        const SQL_PG: &str = "SELECT transaction_id::text::bigint, position FROM projector_checkpoints WHERE name = $1";
         const SQL_LITE: &str = "SELECT transaction_id, position FROM projector_checkpoints WHERE name = $1";
         let row: Option<(i64, i64)> = match (&self.db, leader) {
             (Db::Postgres(_), Some(conn)) => sqlx::query_as(SQL_PG).bind(NAME).fetch_optional(conn).await?,
@@ -327,10 +325,8 @@ impl Projector {
             match row.aggregate_type.as_str() {
                 Ticket::TYPE => {
                     let event: TicketEvent = decode(row)?;
-                    let needs_key = matches!(
-                        event,
-                        TicketEvent::TicketOpened { .. } | TicketEvent::AttachmentAdded { .. }
-                    );
+                    let needs_key =
+                        matches!(event, TicketEvent::TicketOpened { .. } | TicketEvent::AttachmentAdded { .. });
                     if needs_key && !keys.contains_key(&id) {
                         keys.insert(id, self.keys.get(TicketId::from_uuid(id)).await?);
                     }

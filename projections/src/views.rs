@@ -174,7 +174,9 @@ mod tests {
         for write in &writes {
             assert!(!format!("{write:?}").contains("the secret"));
         }
-        assert!(matches!(&writes[1], Write::InsertHistory(h) if h.field == Some("confidentialNotes") && h.to.is_none()));
+        assert!(
+            matches!(&writes[1], Write::InsertHistory(h) if h.field == Some("confidentialNotes") && h.to.is_none())
+        );
     }
 
     #[test]

@@ -19,7 +19,12 @@ pub enum Write {
         version: i64,
     },
     /// Sets one column and stamps `updated_at` and `version`.
-    UpdateTicket { id: Uuid, change: TicketChange, at: DateTime<Utc>, version: i64 },
+    UpdateTicket {
+        id: Uuid,
+        change: TicketChange,
+        at: DateTime<Utc>,
+        version: i64,
+    },
     InsertHistory(HistoryEntry),
     InsertAttachment(AttachmentRow),
     InsertUser {
@@ -30,7 +35,11 @@ pub enum Write {
         password_hash: String,
         at: DateTime<Utc>,
     },
-    UpdateUser { id: Uuid, change: UserChange, version: i64 },
+    UpdateUser {
+        id: Uuid,
+        change: UserChange,
+        version: i64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -20,12 +20,8 @@ pub const MIN_PASSWORD_CHARS: usize = 12;
 /// Longest password accepted, in characters (bounds hashing work per request).
 pub const MAX_PASSWORD_CHARS: usize = 256;
 
-static COMMON_PASSWORDS: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
-    include_str!("common_passwords.txt")
-        .lines()
-        .map(str::trim)
-        .collect()
-});
+static COMMON_PASSWORDS: LazyLock<HashSet<&'static str>> =
+    LazyLock::new(|| include_str!("common_passwords.txt").lines().map(str::trim).collect());
 
 /// Hashing failed; the message is deliberately uninformative.
 #[derive(Debug, thiserror::Error)]
@@ -97,13 +93,7 @@ impl PasswordHasher {
         let argon2 = Argon2::default();
         let dummy_phc = hash_with(&argon2, "timing-equaliser: not a real password")
             .expect("argon2 hashes a fixed password with default parameters");
-        Self {
-            inner: Arc::new(Inner {
-                argon2,
-                permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
-                dummy_phc,
-            }),
-        }
+        Self { inner: Arc::new(Inner { argon2, permits: Arc::new(Semaphore::new(max_concurrent.max(1))), dummy_phc }) }
     }
 
     /// Hashes `password` into a PHC string (`$argon2id$v=19$m=19456,t=2,p=1$…`).
@@ -134,10 +124,8 @@ impl PasswordHasher {
         let outcome = tokio::task::spawn_blocking(move || {
             let _permit = permit;
             let password = password.expose_secret().as_bytes();
-            let check = |phc: &str| {
-                PasswordHash::new(phc)
-                    .map(|hash| inner.argon2.verify_password(password, &hash).is_ok())
-            };
+            let check =
+                |phc: &str| PasswordHash::new(phc).map(|hash| inner.argon2.verify_password(password, &hash).is_ok());
             match phc.as_deref().map(check) {
                 Some(Ok(matched)) => matched,
                 Some(Err(_)) => {
@@ -158,18 +146,13 @@ impl PasswordHasher {
     async fn acquire(&self) -> Result<tokio::sync::OwnedSemaphorePermit, PasswordError> {
         // The permit moves into the blocking task, so it is held until the
         // hash really finishes even if the request is cancelled meanwhile.
-        Arc::clone(&self.inner.permits)
-            .acquire_owned()
-            .await
-            .map_err(|_| PasswordError::Task)
+        Arc::clone(&self.inner.permits).acquire_owned().await.map_err(|_| PasswordError::Task)
     }
 }
 
 fn hash_with(argon2: &Argon2<'_>, password: &str) -> Result<String, PasswordError> {
     let salt = SaltString::generate(&mut rand::rngs::OsRng);
-    Ok(argon2
-        .hash_password(password.as_bytes(), &salt)?
-        .to_string())
+    Ok(argon2.hash_password(password.as_bytes(), &salt)?.to_string())
 }
 
 /// Checks a new password against the policy: 12 to 256 characters, not a
@@ -179,11 +162,7 @@ fn hash_with(argon2: &Argon2<'_>, password: &str) -> Result<String, PasswordErro
 /// # Errors
 ///
 /// The first [`PasswordPolicyError`] that applies.
-pub fn check_policy(
-    password: &str,
-    email: &str,
-    display_name: &str,
-) -> Result<(), PasswordPolicyError> {
+pub fn check_policy(password: &str, email: &str, display_name: &str) -> Result<(), PasswordPolicyError> {
     let chars = password.chars().count();
     if chars < MIN_PASSWORD_CHARS {
         return Err(PasswordPolicyError::TooShort);
@@ -240,21 +219,11 @@ mod tests {
             ("tangerine-Kettle-47", Ok(())),
         ];
         for (password, expected) in cases {
-            assert_eq!(
-                &check_policy(password, "JaneDoe@Example.com", "Jane Doe The Great"),
-                expected,
-                "{password}"
-            );
+            assert_eq!(&check_policy(password, "JaneDoe@Example.com", "Jane Doe The Great"), expected, "{password}");
         }
-        assert_eq!(
-            check_policy("jane.doe@example.com", "Jane.Doe@example.com", "J"),
-            Err(Personal)
-        );
+        assert_eq!(check_policy("jane.doe@example.com", "Jane.Doe@example.com", "J"), Err(Personal));
         // A local part under 4 characters is too short to be meaningful.
-        assert_eq!(
-            check_policy("bob-tangerine-47", "bob@example.com", "B"),
-            Ok(())
-        );
+        assert_eq!(check_policy("bob-tangerine-47", "bob@example.com", "B"), Ok(()));
         assert_eq!(check_policy("tangerine-Kettle-47", "", ""), Ok(()));
     }
 
@@ -269,14 +238,8 @@ mod tests {
 
     #[test]
     fn policy_messages_are_user_facing() {
-        assert_eq!(
-            PasswordPolicyError::TooShort.to_string(),
-            "password must be at least 12 characters"
-        );
-        assert_eq!(
-            PasswordPolicyError::TooCommon.to_string(),
-            "password is too common"
-        );
+        assert_eq!(PasswordPolicyError::TooShort.to_string(), "password must be at least 12 characters");
+        assert_eq!(PasswordPolicyError::TooCommon.to_string(), "password is too common");
     }
 
     #[tokio::test]
@@ -284,11 +247,7 @@ mod tests {
         let hasher = PasswordHasher::new();
         let phc = hasher.hash("tangerine-Kettle-47".into()).await.unwrap();
         assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
-        assert!(
-            hasher
-                .verify("tangerine-Kettle-47".into(), Some(phc.clone()))
-                .await
-        );
+        assert!(hasher.verify("tangerine-Kettle-47".into(), Some(phc.clone())).await);
         assert!(!hasher.verify("tangerine-kettle-47".into(), Some(phc)).await);
     }
 
@@ -297,11 +256,7 @@ mod tests {
         let hasher = PasswordHasher::with_concurrency(1);
         assert!(!hasher.verify("anything-at-all".into(), None).await);
         let dummy = hasher.inner.dummy_phc.clone();
-        assert!(
-            !hasher
-                .verify("timing-equaliser: not a real password".into(), None)
-                .await
-        );
+        assert!(!hasher.verify("timing-equaliser: not a real password".into(), None).await);
         assert!(PasswordHash::new(&dummy).is_ok());
         assert!(!hasher.verify("x".into(), Some("not a phc".into())).await);
         assert!(!hasher.verify("x".into(), Some(String::new())).await);

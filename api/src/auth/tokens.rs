@@ -71,9 +71,7 @@ pub struct JwtKeys {
 
 impl fmt::Debug for JwtKeys {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("JwtKeys")
-            .field("algorithm", &Algorithm::HS256)
-            .finish_non_exhaustive()
+        f.debug_struct("JwtKeys").field("algorithm", &Algorithm::HS256).finish_non_exhaustive()
     }
 }
 
@@ -96,11 +94,7 @@ impl JwtKeys {
         validation.set_audience(&[AUDIENCE]);
         // `iat` is not checked by jsonwebtoken; `AccessClaims` requires it.
         validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
-        Ok(Self {
-            encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
-            validation,
-        })
+        Ok(Self { encoding: EncodingKey::from_secret(secret), decoding: DecodingKey::from_secret(secret), validation })
     }
 
     /// Issues an access token for `user_id` valid from `now` for
@@ -110,11 +104,7 @@ impl JwtKeys {
     /// # Errors
     ///
     /// [`TokenError::Issue`] if signing fails.
-    pub fn issue_access(
-        &self,
-        user_id: Uuid,
-        now: DateTime<Utc>,
-    ) -> Result<(String, i64), TokenError> {
+    pub fn issue_access(&self, user_id: Uuid, now: DateTime<Utc>) -> Result<(String, i64), TokenError> {
         let iat = now.timestamp();
         let claims = AccessClaims {
             sub: user_id.to_string(),
@@ -139,11 +129,10 @@ impl JwtKeys {
     /// issuer, audience or `typ`, a missing claim, expiry, or a `sub` that is
     /// not a UUID.
     pub fn verify_access(&self, token: &str) -> Result<AccessClaims, TokenError> {
-        let data = jsonwebtoken::decode::<AccessClaims>(token, &self.decoding, &self.validation)
-            .map_err(|e| {
-                tracing::debug!(error.kind = ?e.kind(), "access token refused");
-                TokenError::Invalid
-            })?;
+        let data = jsonwebtoken::decode::<AccessClaims>(token, &self.decoding, &self.validation).map_err(|e| {
+            tracing::debug!(error.kind = ?e.kind(), "access token refused");
+            TokenError::Invalid
+        })?;
         let claims = data.claims;
         if claims.typ != ACCESS_TYP || Uuid::parse_str(&claims.sub).is_err() {
             return Err(TokenError::Invalid);
@@ -225,10 +214,7 @@ mod tests {
         let claims = keys().verify_access(&token).unwrap();
         assert_eq!(claims.sub, user.to_string());
         assert_eq!(claims.exp - claims.iat, 900);
-        assert_eq!(
-            (claims.iss.as_str(), claims.aud.as_str()),
-            (ISSUER, AUDIENCE)
-        );
+        assert_eq!((claims.iss.as_str(), claims.aud.as_str()), (ISSUER, AUDIENCE));
         assert_eq!(claims.typ, "access");
         assert!(Uuid::parse_str(&claims.jti).is_ok());
         // A hand-made token with the same claims also passes (the forge
@@ -239,10 +225,7 @@ mod tests {
 
     #[test]
     fn secret_must_be_long_enough() {
-        assert!(matches!(
-            JwtKeys::new(&[7u8; 31]),
-            Err(TokenError::SecretTooShort)
-        ));
+        assert!(matches!(JwtKeys::new(&[7u8; 31]), Err(TokenError::SecretTooShort)));
         assert!(JwtKeys::new(&[7u8; 32]).is_ok());
     }
 
@@ -250,10 +233,7 @@ mod tests {
     fn expired_token_is_refused() {
         let an_hour_ago = Utc::now() - Duration::hours(1);
         let (token, _) = keys().issue_access(Uuid::new_v4(), an_hour_ago).unwrap();
-        assert!(matches!(
-            keys().verify_access(&token),
-            Err(TokenError::Invalid)
-        ));
+        assert!(matches!(keys().verify_access(&token), Err(TokenError::Invalid)));
     }
 
     #[test]
@@ -267,26 +247,12 @@ mod tests {
     fn wrong_audience_issuer_typ_or_sub_is_refused() {
         let base = claims(Uuid::new_v4());
         let variants = [
-            AccessClaims {
-                aud: "other-api".into(),
-                ..base.clone()
-            },
-            AccessClaims {
-                iss: "someone-else".into(),
-                ..base.clone()
-            },
-            AccessClaims {
-                typ: "refresh".into(),
-                ..base.clone()
-            },
-            AccessClaims {
-                sub: "not-a-uuid".into(),
-                ..base.clone()
-            },
+            AccessClaims { aud: "other-api".into(), ..base.clone() },
+            AccessClaims { iss: "someone-else".into(), ..base.clone() },
+            AccessClaims { typ: "refresh".into(), ..base.clone() },
+            AccessClaims { sub: "not-a-uuid".into(), ..base.clone() },
         ];
-        assert!(keys()
-            .verify_access(&sign_with(Algorithm::HS256, &base))
-            .is_ok());
+        assert!(keys().verify_access(&sign_with(Algorithm::HS256, &base)).is_ok());
         for claims in &variants {
             let token = sign_with(Algorithm::HS256, claims);
             assert!(keys().verify_access(&token).is_err(), "{claims:?}");
@@ -323,19 +289,11 @@ mod tests {
         assert_ne!(token, hash);
         assert_eq!(hash, hash_refresh_token(&token));
         assert_eq!(hash.len(), 64);
-        assert!(hash
-            .bytes()
-            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        assert!(hash.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
         let (token2, hash2) = new_refresh_token();
-        assert_ne!(
-            (token.as_str(), hash.as_str()),
-            (token2.as_str(), hash2.as_str())
-        );
+        assert_ne!((token.as_str(), hash.as_str()), (token2.as_str(), hash2.as_str()));
         assert!(keys().verify_access(&token).is_err());
-        assert_eq!(
-            hash_refresh_token("abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+        assert_eq!(hash_refresh_token("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     }
 
     #[test]

@@ -3,9 +3,7 @@
 use async_graphql::{Context, Object, Upload, UploadValue, ID};
 use secrecy::SecretString;
 
-use super::types::{
-    Attachment, AuthPayload, CreateTicketInput, RegisterInput, Role, Ticket, UpdateTicketInput, User,
-};
+use super::types::{Attachment, AuthPayload, CreateTicketInput, RegisterInput, Role, Ticket, UpdateTicketInput, User};
 use super::{actor, app, caller, info};
 use crate::error::{ApiError, ApiResult};
 use crate::service::attachments::MAX_FILES_PER_REQUEST;
@@ -29,13 +27,17 @@ impl Mutation {
     async fn register(&self, ctx: &Context<'_>, input: RegisterInput) -> ApiResult<AuthPayload> {
         let app = app(ctx);
         app.limits.check(None, &info(ctx).client)?;
-        let session = app
-            .register(&input.email, SecretString::from(input.password), &input.display_name, &actor(ctx))
-            .await?;
+        let session =
+            app.register(&input.email, SecretString::from(input.password), &input.display_name, &actor(ctx)).await?;
         Ok(session.into())
     }
 
-    async fn login(&self, ctx: &Context<'_>, email: String, #[graphql(secret)] password: String) -> ApiResult<AuthPayload> {
+    async fn login(
+        &self,
+        ctx: &Context<'_>,
+        email: String,
+        #[graphql(secret)] password: String,
+    ) -> ApiResult<AuthPayload> {
         Ok(app(ctx).login(&email, SecretString::from(password), &info(ctx).client).await?.into())
     }
 

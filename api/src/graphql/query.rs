@@ -85,9 +85,9 @@ impl Query {
         let has_next = rows.len() as i64 > limit;
         rows.truncate(usize::try_from(limit).unwrap_or_default());
         let mut connection = Connection::new(has_previous, has_next);
-        connection.edges.extend(
-            rows.into_iter().map(|row| Edge::new(encode_cursor(&TicketKey::of(&row, order)), Ticket(row))),
-        );
+        connection
+            .edges
+            .extend(rows.into_iter().map(|row| Edge::new(encode_cursor(&TicketKey::of(&row, order)), Ticket(row))));
         Ok(connection)
     }
 

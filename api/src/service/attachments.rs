@@ -41,10 +41,8 @@ pub struct Evidence {
 /// A display name with no path, no control characters and a bounded length.
 pub fn sanitize_filename(raw: &str) -> String {
     let base = raw.rsplit(['/', '\\']).next().unwrap_or_default();
-    let cleaned: String = base
-        .chars()
-        .filter(|c| !c.is_control() && !matches!(c, '"' | '<' | '>' | '|' | '*' | '?' | ':'))
-        .collect();
+    let cleaned: String =
+        base.chars().filter(|c| !c.is_control() && !matches!(c, '"' | '<' | '>' | '|' | '*' | '?' | ':')).collect();
     let trimmed = cleaned.trim().trim_start_matches('.').trim();
     let name: String = trimmed.chars().take(MAX_NAME_CHARS).collect();
     if name.is_empty() {
@@ -85,9 +83,8 @@ fn inspect_file(mut file: std::fs::File, filename: &str, max_bytes: u64) -> ApiR
         hasher.update(&buffer[..read]);
     }
     file.seek(SeekFrom::Start(0)).map_err(ApiError::internal)?;
-    let content_type = sniff(&head).ok_or_else(|| {
-        ApiError::UnsupportedMediaType("only PNG, JPEG, GIF, WebP and PDF files are accepted".into())
-    })?;
+    let content_type = sniff(&head)
+        .ok_or_else(|| ApiError::UnsupportedMediaType("only PNG, JPEG, GIF, WebP and PDF files are accepted".into()))?;
     Ok(Evidence {
         id: AttachmentId::from_uuid(Uuid::new_v4()),
         filename: sanitize_filename(filename),

@@ -81,7 +81,13 @@ impl App {
 
     /// # Errors
     /// `FORBIDDEN` for non-admins, `NOT_FOUND`, `BAD_USER_INPUT`, `CONFLICT`.
-    pub async fn update_ticket(&self, viewer: Viewer, id: &str, edit: TicketEdit, actor: &Actor) -> ApiResult<TicketRow> {
+    pub async fn update_ticket(
+        &self,
+        viewer: Viewer,
+        id: &str,
+        edit: TicketEdit,
+        actor: &Actor,
+    ) -> ApiResult<TicketRow> {
         if !viewer.is_admin() {
             return Err(ApiError::Forbidden);
         }
@@ -105,13 +111,20 @@ impl App {
             Some(notes) => Some(self.seal(ticket_id, SealedField::ConfidentialNotes, notes.as_str()).await?),
             None => None,
         };
-        let update = TicketUpdate { status: edit.status, priority: edit.priority, assignee, confidential_notes, expected_version };
+        let update = TicketUpdate {
+            status: edit.status,
+            priority: edit.priority,
+            assignee,
+            confidential_notes,
+            expected_version,
+        };
         let version = self.write.ticket(ticket_id, TicketCommand::Update(update), actor).await?;
         self.ticket_after(ticket.id, version).await
     }
 
     async fn seal(&self, ticket: TicketId, field: SealedField, text: &str) -> ApiResult<SealedText> {
-        let key = self.keys.get(ticket).await?.ok_or_else(|| ApiError::BadInput("ticket's text has been erased".into()))?;
+        let key =
+            self.keys.get(ticket).await?.ok_or_else(|| ApiError::BadInput("ticket's text has been erased".into()))?;
         Ok(key.seal(ticket.as_uuid(), field, text))
     }
 
@@ -130,7 +143,14 @@ impl App {
 
     /// # Errors
     /// `FORBIDDEN` for non-admins, `NOT_FOUND`, `CONFLICT`.
-    pub async fn delete_ticket(&self, viewer: Viewer, id: &str, reason: Option<&str>, expected_version: Option<i32>, actor: &Actor) -> ApiResult<Uuid> {
+    pub async fn delete_ticket(
+        &self,
+        viewer: Viewer,
+        id: &str,
+        reason: Option<&str>,
+        expected_version: Option<i32>,
+        actor: &Actor,
+    ) -> ApiResult<Uuid> {
         if !viewer.is_admin() {
             return Err(ApiError::Forbidden);
         }

@@ -51,8 +51,9 @@ impl Account {
             AccountCommand::ChangeRole { to } => {
                 (to != role).then_some(AccountEvent::AccountRoleChanged { from: role, to })
             }
-            AccountCommand::ChangePassword { password_hash } => (password_hash != self.password_hash)
-                .then_some(AccountEvent::AccountPasswordChanged { password_hash }),
+            AccountCommand::ChangePassword { password_hash } => {
+                (password_hash != self.password_hash).then_some(AccountEvent::AccountPasswordChanged { password_hash })
+            }
             AccountCommand::Disable => (!self.disabled).then_some(AccountEvent::AccountDisabled),
             AccountCommand::Enable => self.disabled.then_some(AccountEvent::AccountEnabled),
         };
@@ -130,12 +131,18 @@ mod tests {
 
     #[test]
     fn registering_records_the_account() {
-        Given::with(()).given_no_previous_events().when(register()).then_expect_events(vec![registered(Role::Employee)]);
+        Given::with(())
+            .given_no_previous_events()
+            .when(register())
+            .then_expect_events(vec![registered(Role::Employee)]);
     }
 
     #[test]
     fn an_email_registers_once() {
-        Given::with(()).given(vec![registered(Role::Employee)]).when(register()).then_expect_error(AccountError::EmailTaken);
+        Given::with(())
+            .given(vec![registered(Role::Employee)])
+            .when(register())
+            .then_expect_error(AccountError::EmailTaken);
     }
 
     #[test]

@@ -12,8 +12,12 @@ pub enum AccountCommand {
         password_hash: String,
         role: Role,
     },
-    ChangeRole { to: Role },
-    ChangePassword { password_hash: String },
+    ChangeRole {
+        to: Role,
+    },
+    ChangePassword {
+        password_hash: String,
+    },
     Disable,
     Enable,
 }

@@ -7,13 +7,7 @@ use crate::values::{Email, Role, UserId};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum AccountEvent {
-    AccountRegistered {
-        id: UserId,
-        email: Email,
-        display_name: String,
-        password_hash: String,
-        role: Role,
-    },
+    AccountRegistered { id: UserId, email: Email, display_name: String, password_hash: String, role: Role },
     AccountRoleChanged { from: Role, to: Role },
     AccountPasswordChanged { password_hash: String },
     AccountDisabled,

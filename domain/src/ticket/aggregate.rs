@@ -54,10 +54,9 @@ impl Ticket {
 
     fn check_version(&self, expected: Option<u64>) -> Result<(), TicketError> {
         match expected {
-            Some(expected) if expected != self.version => Err(TicketError::VersionConflict {
-                expected,
-                actual: self.version,
-            }),
+            Some(expected) if expected != self.version => {
+                Err(TicketError::VersionConflict { expected, actual: self.version })
+            }
             _ => Ok(()),
         }
     }
@@ -267,10 +266,7 @@ mod tests {
         Given::with(())
             .given(vec![opened(), moved(Status::Open, Status::Resolved)])
             .when(status(Status::InProgress))
-            .then_expect_error(TicketError::InvalidTransition {
-                from: Status::Resolved,
-                to: Status::InProgress,
-            });
+            .then_expect_error(TicketError::InvalidTransition { from: Status::Resolved, to: Status::InProgress });
     }
 
     #[test]
@@ -291,10 +287,7 @@ mod tests {
             .then_expect_events(vec![]);
         Given::with(())
             .given(vec![opened()])
-            .when(TicketCommand::Update(TicketUpdate {
-                assignee: Some(AssigneeChange::Clear),
-                ..Default::default()
-            }))
+            .when(TicketCommand::Update(TicketUpdate { assignee: Some(AssigneeChange::Clear), ..Default::default() }))
             .then_expect_events(vec![]);
     }
 
@@ -321,10 +314,7 @@ mod tests {
     fn clearing_the_assignee_records_who_it_was() {
         Given::with(())
             .given(vec![opened(), TicketEvent::TicketAssigned { assignee: user(9), previous: None }])
-            .when(TicketCommand::Update(TicketUpdate {
-                assignee: Some(AssigneeChange::Clear),
-                ..Default::default()
-            }))
+            .when(TicketCommand::Update(TicketUpdate { assignee: Some(AssigneeChange::Clear), ..Default::default() }))
             .then_expect_events(vec![TicketEvent::TicketUnassigned { previous: user(9) }]);
     }
 

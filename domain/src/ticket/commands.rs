@@ -8,22 +8,13 @@ use crate::values::{AttachmentId, Priority, Status, TicketId, UserId};
 pub enum TicketCommand {
     /// Report a new incident, with the evidence that came with it: one
     /// append, so the ticket never exists without its attachments.
-    Open {
-        id: TicketId,
-        reporter: UserId,
-        title: SealedText,
-        description: SealedText,
-        attachments: Vec<NewAttachment>,
-    },
+    Open { id: TicketId, reporter: UserId, title: SealedText, description: SealedText, attachments: Vec<NewAttachment> },
     /// Change any of the workflow fields at once, under one version check.
     Update(TicketUpdate),
     /// Record an attachment whose blob is already stored.
     AddAttachment(NewAttachment),
     /// Delete the ticket; nothing is accepted afterwards.
-    Delete {
-        reason: Option<SealedText>,
-        expected_version: Option<u64>,
-    },
+    Delete { reason: Option<SealedText>, expected_version: Option<u64> },
 }
 
 /// The admin's edit of a ticket; `None` leaves a field as it is.
