@@ -252,8 +252,9 @@ impl Application {
     }
 }
 
-/// Removes blobs left by uploads whose event never got appended, once they
-/// are older than any upload still in flight could be.
+/// Housekeeping: removes blobs left by uploads whose event never got
+/// appended, once older than any upload still in flight could be, and
+/// trims the rate limiters.
 async fn collect_blob_garbage(app: AppState, mut stop: watch::Receiver<bool>) {
     const EVERY: Duration = Duration::from_secs(600);
     const GRACE: Duration = Duration::from_secs(3600);
@@ -262,6 +263,7 @@ async fn collect_blob_garbage(app: AppState, mut stop: watch::Receiver<bool>) {
             () = tokio::time::sleep(EVERY) => {}
             _ = stop.wait_for(|stop| *stop) => return,
         }
+        app.limits.forget_idle();
         if let Err(error) = app.blobs.collect_garbage(&app.read, GRACE).await {
             tracing::warn!(error = format!("{error:#}"), "blob clean-up failed");
         }

@@ -68,6 +68,13 @@ impl Default for RateLimits {
 }
 
 impl RateLimits {
+    /// Forgets keys whose budget is full again, so the limiters' memory
+    /// follows recent traffic rather than every address ever seen.
+    pub fn forget_idle(&self) {
+        self.login_per_email.retain_recent();
+        self.auth_per_client.retain_recent();
+    }
+
     /// # Errors
     /// `TOO_MANY_REQUESTS` when either budget is spent.
     pub fn check(&self, email: Option<&str>, client: &str) -> ApiResult<()> {
