@@ -2,6 +2,7 @@
 //! models and the audit history, and the queries over them.
 #![forbid(unsafe_code)]
 
+mod batch;
 pub mod projector;
 pub mod read;
 pub mod views;

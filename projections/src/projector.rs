@@ -27,7 +27,8 @@ use tokio::sync::{watch, Notify};
 use uuid::Uuid;
 
 use crate::views::{account_writes, ticket_writes, Meta};
-use crate::writes::{apply_postgres, apply_sqlite, Write};
+use crate::batch::{apply_postgres, apply_sqlite, Batch};
+use crate::writes::Write;
 
 /// The checkpoint's name; one projector feeds all read models.
 const NAME: &str = "read_models";
@@ -267,7 +268,7 @@ impl Projector {
         };
         let Some(last) = rows.last() else { return Ok(0) };
         let to = Checkpoint { transaction_id: last.transaction_id, position: last.position };
-        let writes = self.writes_for(&rows).await?;
+        let batch = Batch::plan(self.writes_for(&rows).await?);
         // The checkpoint moves first and only from where this batch started:
         // a second projector (a stray process on the same SQLite file) finds
         // it moved, rolls back and reads again, so nothing is applied twice.
@@ -283,7 +284,7 @@ impl Projector {
                     .await?
                     .rows_affected();
                 if moved == 1 {
-                    apply_postgres(&mut tx, &writes).await?;
+                    apply_postgres(&mut tx, &batch).await?;
                     tx.commit().await?;
                 }
                 moved
@@ -299,7 +300,7 @@ impl Projector {
                     .await?
                     .rows_affected();
                 if moved == 1 {
-                    apply_sqlite(&mut tx, &writes).await?;
+                    apply_sqlite(&mut tx, &batch).await?;
                     tx.commit().await?;
                 }
                 moved

@@ -88,94 +88,68 @@ pub struct HistoryEntry {
     pub to: Option<String>,
 }
 
-/// Generates an executor for one database's connection type; the body is
-/// the same SQL, compiled with that database's native binds.
-macro_rules! executor {
-    ($name:ident, $conn:ty) => {
-        pub(crate) async fn $name(conn: &mut $conn, writes: &[Write]) -> Result<(), sqlx::Error> {
-            for write in writes {
-                match write {
-                    Write::InsertTicket { id, title, description, priority, priority_rank, status, reporter, at, version } => {
-                        sqlx::query(
-                            "INSERT INTO tickets (id, title, description, priority, priority_rank, status, \
-                             reporter_id, created_at, updated_at, version) \
-                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9)",
-                        )
-                        .bind(id).bind(title).bind(description).bind(*priority).bind(priority_rank)
-                        .bind(*status).bind(reporter).bind(at).bind(version)
-                        .execute(&mut *conn).await?;
-                    }
-                    Write::UpdateTicket { id, change, at, version } => {
-                        let query = match change {
-                            TicketChange::Status(status) => sqlx::query(
-                                "UPDATE tickets SET status = $4, updated_at = $2, version = $3 WHERE id = $1",
-                            ).bind(id).bind(at).bind(version).bind(*status),
-                            TicketChange::Priority(priority, rank) => sqlx::query(
-                                "UPDATE tickets SET priority = $4, priority_rank = $5, updated_at = $2, version = $3 WHERE id = $1",
-                            ).bind(id).bind(at).bind(version).bind(*priority).bind(rank),
-                            TicketChange::Assignee(assignee) => sqlx::query(
-                                "UPDATE tickets SET assignee_id = $4, updated_at = $2, version = $3 WHERE id = $1",
-                            ).bind(id).bind(at).bind(version).bind(assignee),
-                            TicketChange::Notes(envelope) => sqlx::query(
-                                "UPDATE tickets SET notes_envelope = $4, updated_at = $2, version = $3 WHERE id = $1",
-                            ).bind(id).bind(at).bind(version).bind(envelope),
-                            TicketChange::Deleted => sqlx::query(
-                                "UPDATE tickets SET deleted_at = $2, updated_at = $2, version = $3 WHERE id = $1",
-                            ).bind(id).bind(at).bind(version),
-                            TicketChange::Touched => sqlx::query(
-                                "UPDATE tickets SET updated_at = $2, version = $3 WHERE id = $1",
-                            ).bind(id).bind(at).bind(version),
-                        };
-                        query.execute(&mut *conn).await?;
-                    }
-                    Write::InsertHistory(entry) => {
-                        sqlx::query(
-                            "INSERT INTO ticket_history (ticket_id, sequence, at, actor_id, actor_role, action, \
-                             field, from_value, to_value) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                        )
-                        .bind(entry.ticket_id).bind(entry.sequence).bind(entry.at).bind(entry.actor_id)
-                        .bind(&entry.actor_role).bind(entry.action).bind(entry.field).bind(&entry.from)
-                        .bind(&entry.to)
-                        .execute(&mut *conn).await?;
-                    }
-                    Write::InsertAttachment(row) => {
-                        sqlx::query(
-                            "INSERT INTO attachments (id, ticket_id, filename, content_type, size, sha256, \
-                             uploaded_by, uploaded_at, sequence) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                        )
-                        .bind(row.id).bind(row.ticket_id).bind(&row.filename).bind(&row.content_type)
-                        .bind(row.size).bind(&row.sha256).bind(row.uploaded_by).bind(row.uploaded_at)
-                        .bind(row.sequence)
-                        .execute(&mut *conn).await?;
-                    }
-                    Write::InsertUser { id, email, display_name, role, password_hash, at } => {
-                        sqlx::query(
-                            "INSERT INTO users (id, email, display_name, role, password_hash, created_at, version) \
-                             VALUES ($1, $2, $3, $4, $5, $6, 1)",
-                        )
-                        .bind(id).bind(email).bind(display_name).bind(*role).bind(password_hash).bind(at)
-                        .execute(&mut *conn).await?;
-                    }
-                    Write::UpdateUser { id, change, version } => {
-                        let query = match change {
-                            UserChange::Role(role) => sqlx::query(
-                                "UPDATE users SET role = $3, version = $2 WHERE id = $1",
-                            ).bind(id).bind(version).bind(*role),
-                            UserChange::PasswordHash(hash) => sqlx::query(
-                                "UPDATE users SET password_hash = $3, version = $2 WHERE id = $1",
-                            ).bind(id).bind(version).bind(hash),
-                            UserChange::Disabled(disabled) => sqlx::query(
-                                "UPDATE users SET disabled = $3, version = $2 WHERE id = $1",
-                            ).bind(id).bind(version).bind(disabled),
-                        };
-                        query.execute(&mut *conn).await?;
-                    }
-                }
+/// Applies one change to a ticket that existed before the batch. The id,
+/// time and version are `$1`–`$3`; the change's own values follow.
+macro_rules! update_ticket {
+    ($conn:expr, $id:expr, $change:expr, $at:expr, $version:expr) => {{
+        use $crate::writes::TicketChange;
+        let (sql, first, second) = match $change {
+            TicketChange::Status(status) => (
+                "UPDATE tickets SET status = $4, updated_at = $2, version = $3 WHERE id = $1",
+                Some(status.to_string()),
+                None,
+            ),
+            TicketChange::Priority(priority, rank) => (
+                "UPDATE tickets SET priority = $4, priority_rank = $5, updated_at = $2, version = $3 WHERE id = $1",
+                Some(priority.to_string()),
+                Some(*rank),
+            ),
+            TicketChange::Notes(envelope) => (
+                "UPDATE tickets SET notes_envelope = $4, updated_at = $2, version = $3 WHERE id = $1",
+                Some(envelope.clone()),
+                None,
+            ),
+            TicketChange::Deleted => {
+                ("UPDATE tickets SET deleted_at = $2, updated_at = $2, version = $3 WHERE id = $1", None, None)
             }
-            Ok(())
+            TicketChange::Touched => ("UPDATE tickets SET updated_at = $2, version = $3 WHERE id = $1", None, None),
+            TicketChange::Assignee(_) => {
+                ("UPDATE tickets SET assignee_id = $4, updated_at = $2, version = $3 WHERE id = $1", None, None)
+            }
+        };
+        let mut query = sqlx::query(sql).bind($id).bind($at).bind($version);
+        if let TicketChange::Assignee(assignee) = $change {
+            query = query.bind(*assignee);
         }
-    };
+        if let Some(first) = first {
+            query = query.bind(first);
+        }
+        if let Some(second) = second {
+            query = query.bind(second);
+        }
+        query.execute(&mut *$conn).await?;
+    }};
 }
+pub(crate) use update_ticket;
 
-executor!(apply_postgres, sqlx::PgConnection);
-executor!(apply_sqlite, sqlx::SqliteConnection);
+/// Applies one change to a user who existed before the batch.
+macro_rules! update_user {
+    ($conn:expr, $id:expr, $change:expr, $version:expr) => {{
+        use $crate::writes::UserChange;
+        let query = match $change {
+            UserChange::Role(role) => {
+                sqlx::query("UPDATE users SET role = $3, version = $2 WHERE id = $1").bind($id).bind($version).bind(*role)
+            }
+            UserChange::PasswordHash(hash) => sqlx::query("UPDATE users SET password_hash = $3, version = $2 WHERE id = $1")
+                .bind($id)
+                .bind($version)
+                .bind(hash),
+            UserChange::Disabled(disabled) => sqlx::query("UPDATE users SET disabled = $3, version = $2 WHERE id = $1")
+                .bind($id)
+                .bind($version)
+                .bind(*disabled),
+        };
+        query.execute(&mut *$conn).await?;
+    }};
+}
+pub(crate) use update_user;

@@ -1,0 +1,239 @@
+//! Turns one batch of writes into as few statements as possible: rows born
+//! in the batch absorb their later changes and are inserted many per
+//! statement; history and attachments are inserted many per statement.
+//! Only changes to rows that existed before the batch stay single updates.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::writes::{AttachmentRow, HistoryEntry, TicketChange, UserChange, Write};
+
+/// Rows per multi-row INSERT: SQLite allows 32,766 parameters per
+/// statement, and the widest row here has 13.
+const ROWS_PER_INSERT: usize = 500;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewTicket {
+    pub id: Uuid,
+    pub title: String,
+    pub description: String,
+    pub priority: &'static str,
+    pub priority_rank: i16,
+    pub status: &'static str,
+    pub reporter: Uuid,
+    pub assignee: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub version: i64,
+    pub notes_envelope: Option<String>,
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewUser {
+    pub id: Uuid,
+    pub email: String,
+    pub display_name: String,
+    pub role: &'static str,
+    pub disabled: bool,
+    pub password_hash: String,
+    pub created_at: DateTime<Utc>,
+    pub version: i64,
+}
+
+/// A batch's writes, folded.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub users: Vec<NewUser>,
+    pub user_updates: Vec<(Uuid, UserChange, i64)>,
+    pub tickets: Vec<NewTicket>,
+    pub ticket_updates: Vec<(Uuid, TicketChange, DateTime<Utc>, i64)>,
+    pub attachments: Vec<AttachmentRow>,
+    pub history: Vec<HistoryEntry>,
+}
+
+impl NewTicket {
+    fn absorb(&mut self, change: TicketChange, at: DateTime<Utc>, version: i64) {
+        match change {
+            TicketChange::Status(status) => self.status = status,
+            TicketChange::Priority(priority, rank) => (self.priority, self.priority_rank) = (priority, rank),
+            TicketChange::Assignee(assignee) => self.assignee = assignee,
+            TicketChange::Notes(envelope) => self.notes_envelope = Some(envelope),
+            TicketChange::Deleted => self.deleted_at = Some(at),
+            TicketChange::Touched => {}
+        }
+        self.updated_at = at;
+        self.version = version;
+    }
+}
+
+impl NewUser {
+    fn absorb(&mut self, change: UserChange, version: i64) {
+        match change {
+            UserChange::Role(role) => self.role = role,
+            UserChange::PasswordHash(hash) => self.password_hash = hash,
+            UserChange::Disabled(disabled) => self.disabled = disabled,
+        }
+        self.version = version;
+    }
+}
+
+impl Batch {
+    /// Folds `writes`, which are in event order.
+    pub fn plan(writes: Vec<Write>) -> Self {
+        let mut batch = Batch::default();
+        let mut new_tickets: HashMap<Uuid, usize> = HashMap::new();
+        let mut new_users: HashMap<Uuid, usize> = HashMap::new();
+        for write in writes {
+            match write {
+                Write::InsertTicket { id, title, description, priority, priority_rank, status, reporter, at, version } => {
+                    new_tickets.insert(id, batch.tickets.len());
+                    batch.tickets.push(NewTicket {
+                        id,
+                        title,
+                        description,
+                        priority,
+                        priority_rank,
+                        status,
+                        reporter,
+                        assignee: None,
+                        created_at: at,
+                        updated_at: at,
+                        version,
+                        notes_envelope: None,
+                        deleted_at: None,
+                    });
+                }
+                Write::UpdateTicket { id, change, at, version } => match new_tickets.get(&id) {
+                    Some(&index) => batch.tickets[index].absorb(change, at, version),
+                    None => batch.ticket_updates.push((id, change, at, version)),
+                },
+                Write::InsertHistory(entry) => batch.history.push(entry),
+                Write::InsertAttachment(row) => batch.attachments.push(row),
+                Write::InsertUser { id, email, display_name, role, password_hash, at } => {
+                    new_users.insert(id, batch.users.len());
+                    batch.users.push(NewUser {
+                        id,
+                        email,
+                        display_name,
+                        role,
+                        disabled: false,
+                        password_hash,
+                        created_at: at,
+                        version: 1,
+                    });
+                }
+                Write::UpdateUser { id, change, version } => match new_users.get(&id) {
+                    Some(&index) => batch.users[index].absorb(change, version),
+                    None => batch.user_updates.push((id, change, version)),
+                },
+            }
+        }
+        batch
+    }
+}
+
+/// Generates the executor for one database's connection type.
+macro_rules! batch_executor {
+    ($name:ident, $conn:ty, $db:ty) => {
+        pub(crate) async fn $name(conn: &mut $conn, batch: &Batch) -> Result<(), sqlx::Error> {
+            use sqlx::QueryBuilder;
+            for rows in batch.users.chunks(ROWS_PER_INSERT) {
+                let mut sql = QueryBuilder::<$db>::new(
+                    "INSERT INTO users (id, email, display_name, role, disabled, password_hash, created_at, version) ",
+                );
+                sql.push_values(rows, |mut b, u| {
+                    b.push_bind(u.id).push_bind(&u.email).push_bind(&u.display_name).push_bind(u.role);
+                    b.push_bind(u.disabled).push_bind(&u.password_hash).push_bind(u.created_at).push_bind(u.version);
+                });
+                sql.build().execute(&mut *conn).await?;
+            }
+            for (id, change, version) in &batch.user_updates {
+                crate::writes::update_user!(conn, id, change, version);
+            }
+            for rows in batch.tickets.chunks(ROWS_PER_INSERT) {
+                let mut sql = QueryBuilder::<$db>::new(
+                    "INSERT INTO tickets (id, title, description, priority, priority_rank, status, reporter_id, \
+                     assignee_id, created_at, updated_at, version, notes_envelope, deleted_at) ",
+                );
+                sql.push_values(rows, |mut b, t| {
+                    b.push_bind(t.id).push_bind(&t.title).push_bind(&t.description).push_bind(t.priority);
+                    b.push_bind(t.priority_rank).push_bind(t.status).push_bind(t.reporter).push_bind(t.assignee);
+                    b.push_bind(t.created_at).push_bind(t.updated_at).push_bind(t.version);
+                    b.push_bind(&t.notes_envelope).push_bind(t.deleted_at);
+                });
+                sql.build().execute(&mut *conn).await?;
+            }
+            for (id, change, at, version) in &batch.ticket_updates {
+                crate::writes::update_ticket!(conn, id, change, at, version);
+            }
+            for rows in batch.attachments.chunks(ROWS_PER_INSERT) {
+                let mut sql = QueryBuilder::<$db>::new(
+                    "INSERT INTO attachments (id, ticket_id, filename, content_type, size, sha256, uploaded_by, \
+                     uploaded_at, sequence) ",
+                );
+                sql.push_values(rows, |mut b, a| {
+                    b.push_bind(a.id).push_bind(a.ticket_id).push_bind(&a.filename).push_bind(&a.content_type);
+                    b.push_bind(a.size).push_bind(&a.sha256).push_bind(a.uploaded_by).push_bind(a.uploaded_at);
+                    b.push_bind(a.sequence);
+                });
+                sql.build().execute(&mut *conn).await?;
+            }
+            for rows in batch.history.chunks(ROWS_PER_INSERT) {
+                let mut sql = QueryBuilder::<$db>::new(
+                    "INSERT INTO ticket_history (ticket_id, sequence, at, actor_id, actor_role, action, field, \
+                     from_value, to_value) ",
+                );
+                sql.push_values(rows, |mut b, h| {
+                    b.push_bind(h.ticket_id).push_bind(h.sequence).push_bind(h.at).push_bind(h.actor_id);
+                    b.push_bind(&h.actor_role).push_bind(h.action).push_bind(h.field);
+                    b.push_bind(&h.from).push_bind(&h.to);
+                });
+                sql.build().execute(&mut *conn).await?;
+            }
+            Ok(())
+        }
+    };
+}
+
+batch_executor!(apply_postgres, sqlx::PgConnection, sqlx::Postgres);
+batch_executor!(apply_sqlite, sqlx::SqliteConnection, sqlx::Sqlite);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(seconds: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(seconds, 0).unwrap()
+    }
+
+    #[test]
+    fn rows_born_in_a_batch_absorb_their_changes() {
+        let id = Uuid::from_u128(1);
+        let old = Uuid::from_u128(2);
+        let writes = vec![
+            Write::InsertTicket {
+                id,
+                title: "t".into(),
+                description: "d".into(),
+                priority: "MEDIUM",
+                priority_rank: 2,
+                status: "OPEN",
+                reporter: Uuid::nil(),
+                at: at(1),
+                version: 1,
+            },
+            Write::UpdateTicket { id, change: TicketChange::Status("RESOLVED"), at: at(2), version: 2 },
+            Write::UpdateTicket { id: old, change: TicketChange::Priority("HIGH", 3), at: at(3), version: 9 },
+            Write::UpdateTicket { id, change: TicketChange::Deleted, at: at(4), version: 3 },
+        ];
+        let batch = Batch::plan(writes);
+        assert_eq!(batch.tickets.len(), 1);
+        let ticket = &batch.tickets[0];
+        assert_eq!((ticket.status, ticket.version, ticket.updated_at, ticket.deleted_at), ("RESOLVED", 3, at(4), Some(at(4))));
+        assert_eq!(ticket.created_at, at(1));
+        assert_eq!(batch.ticket_updates, vec![(old, TicketChange::Priority("HIGH", 3), at(3), 9)]);
+    }
+}
