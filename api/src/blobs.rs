@@ -68,6 +68,8 @@ impl Blobs {
     /// When reading the file or writing the store fails.
     pub async fn put(&self, sha256: &str, file: std::fs::File) -> anyhow::Result<()> {
         let mut file = tokio::fs::File::from_std(file);
+        // Clones of one upload (a part mapped to several variables) share an offset.
+        tokio::io::AsyncSeekExt::seek(&mut file, std::io::SeekFrom::Start(0)).await?;
         let mut writer = BufWriter::new(self.store.clone(), self.path(sha256));
         let mut buffer = vec![0u8; 256 * 1024];
         loop {

@@ -100,13 +100,22 @@ async fn graphql(
     };
     let request = match read_request(&parts.headers, body, state.app.settings.max_upload_bytes).await {
         Ok(request) => request,
-        Err(response) => return response,
+        // Refused before the body was read to its end: the connection cannot be reused.
+        Err(response) => return ([(header::CONNECTION, "close")], response).into_response(),
     };
     let users = crate::graphql::loaders::users(state.app.read.clone());
     let request = request.data(RequestInfo { caller, request_id, client }).data(users);
     let started = std::time::Instant::now();
-    let response = state.schema.execute(request).await;
+    let mut response = state.schema.execute(request).await;
     crate::metrics::record_request(started, response.is_err());
+    // Errors raised before any resolver ran (syntax, validation, limits,
+    // argument coercion) carry no code: they are all the client's.
+    for error in &mut response.errors {
+        let extensions = error.extensions.get_or_insert_with(Default::default);
+        if extensions.get("code").is_none() {
+            extensions.set("code", "BAD_USER_INPUT");
+        }
+    }
     Json(response).into_response()
 }
 
@@ -180,7 +189,6 @@ pub async fn assemble(settings: Settings) -> anyhow::Result<(AppState, Projector
         sessions: Sessions::new(db),
         blobs,
         limits: RateLimits::default(),
-        access_changes: tokio::sync::Mutex::new(()),
     });
     Ok((app, projector))
 }

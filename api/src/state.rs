@@ -30,9 +30,6 @@ pub struct App {
     pub sessions: Sessions,
     pub blobs: Blobs,
     pub limits: RateLimits,
-    /// Serialises role and disable changes in this process so the
-    /// last-admin check and the change it guards cannot interleave.
-    pub access_changes: tokio::sync::Mutex<()>,
 }
 
 pub type AppState = Arc<App>;

@@ -7,3 +7,4 @@ pub mod db;
 pub mod event_repo;
 pub mod keys;
 pub mod write;
+pub mod lease;

@@ -24,6 +24,17 @@ fn page_size(first: i32) -> ApiResult<i64> {
     Ok(i64::from(first.min(MAX_PAGE)))
 }
 
+/// A search is plain text of at most 200 characters.
+fn search_text(search: &str) -> ApiResult<String> {
+    if search.chars().count() > 200 {
+        return Err(ApiError::BadInput("search must be at most 200 characters".into()));
+    }
+    if search.chars().any(char::is_control) {
+        return Err(ApiError::BadInput("search contains control characters".into()));
+    }
+    Ok(search.to_owned())
+}
+
 fn encode_cursor<T: serde::Serialize>(key: &T) -> String {
     CURSOR.encode(serde_json::to_vec(key).unwrap_or_default())
 }
@@ -59,13 +70,13 @@ impl Query {
     async fn tickets(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default = 20)] first: i32,
+        #[graphql(default = 20)] first: Option<i32>,
         after: Option<String>,
         filter: Option<TicketFilter>,
         #[graphql(default)] order_by: TicketOrder,
     ) -> ApiResult<Connection<String, Ticket>> {
         let viewer = caller(ctx).viewer()?;
-        let limit = page_size(first)?;
+        let limit = page_size(first.unwrap_or(20))?;
         let filter = filter.unwrap_or_default();
         let order = order_by.into();
         let query = TicketQuery {
@@ -75,7 +86,7 @@ impl Query {
             priority: filter.priority.map(|p| domain::values::Priority::from(p).as_str().to_owned()),
             assignee: optional_id(filter.assignee_id.as_ref())?,
             reporter: optional_id(filter.reporter_id.as_ref())?,
-            search: filter.search.filter(|s| s.chars().count() <= 200),
+            search: filter.search.as_deref().map(search_text).transpose()?,
             order: Some(order),
             after: after.as_deref().map(decode_cursor::<TicketKey>).transpose()?,
             limit: limit + 1,
@@ -95,11 +106,11 @@ impl Query {
     async fn users(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default = 50)] first: i32,
+        #[graphql(default = 50)] first: Option<i32>,
         after: Option<String>,
     ) -> ApiResult<Connection<String, User>> {
         caller(ctx).admin()?;
-        let limit = page_size(first)?;
+        let limit = page_size(first.unwrap_or(50))?;
         let after: Option<(DateTime<Utc>, Uuid)> = after.as_deref().map(decode_cursor).transpose()?;
         let mut rows = app(ctx).read.users(after, limit + 1).await?;
         let has_next = rows.len() as i64 > limit;

@@ -114,32 +114,56 @@ impl App {
     /// `NOT_FOUND` for an unknown user; `BAD_USER_INPUT` when this would leave no admin.
     pub async fn set_role(&self, user: &str, role: Role, actor: &Actor) -> ApiResult<UserRow> {
         let id = UserId::parse(user)?;
-        let _guard = self.access_changes.lock().await;
-        let target = self.read.user(id.as_uuid()).await?.ok_or(ApiError::NotFound("user"))?;
-        if role != Role::Admin {
-            self.keep_an_admin(&target).await?;
+        self.changing_access(|| async {
+            let target = self.read.user(id.as_uuid()).await?.ok_or(ApiError::NotFound("user"))?;
+            if role != Role::Admin {
+                self.keep_an_admin(&target).await?;
+            }
+            let version = self.write.account(id, AccountCommand::ChangeRole { to: role }, actor).await?;
+            self.user_after(id.as_uuid(), version).await
+        })
+        .await
+    }
+
+    /// Runs a change of who may do what under a lease shared by every
+    /// replica, so the last-admin check and the change it guards cannot
+    /// interleave with another's. Each change waits for its own projection
+    /// before giving the lease back, so the next check reads it.
+    async fn changing_access<T, F, Fut>(&self, change: F) -> ApiResult<T>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = ApiResult<T>>,
+    {
+        const TTL: std::time::Duration = std::time::Duration::from_secs(30);
+        const WAIT: std::time::Duration = std::time::Duration::from_secs(15);
+        match commands::lease::with_lease(self.read.db(), "access-changes", TTL, WAIT, change).await {
+            Ok(result) => result,
+            Err(commands::lease::LeaseError::Busy(_)) => {
+                Err(ApiError::Conflict("another access change is in progress; try again".into()))
+            }
+            Err(error) => Err(ApiError::internal(error)),
         }
-        let version = self.write.account(id, AccountCommand::ChangeRole { to: role }, actor).await?;
-        self.user_after(id.as_uuid(), version).await
     }
 
     /// # Errors
     /// `NOT_FOUND` for an unknown user; `BAD_USER_INPUT` when this would leave no admin.
     pub async fn set_disabled(&self, user: &str, disabled: bool, actor: &Actor) -> ApiResult<UserRow> {
         let id = UserId::parse(user)?;
-        let _guard = self.access_changes.lock().await;
-        let target = self.read.user(id.as_uuid()).await?.ok_or(ApiError::NotFound("user"))?;
-        let command = if disabled {
-            self.keep_an_admin(&target).await?;
-            AccountCommand::Disable
-        } else {
-            AccountCommand::Enable
-        };
-        let version = self.write.account(id, command, actor).await?;
-        if disabled {
-            self.sessions.revoke_user(id.as_uuid()).await?;
-        }
-        self.user_after(id.as_uuid(), version).await
+        self.changing_access(|| async {
+            let target = self.read.user(id.as_uuid()).await?.ok_or(ApiError::NotFound("user"))?;
+            let command = if disabled {
+                self.keep_an_admin(&target).await?;
+                AccountCommand::Disable
+            } else {
+                AccountCommand::Enable
+            };
+            let version = self.write.account(id, command, actor).await?;
+            if disabled {
+                self.sessions.revoke_user(id.as_uuid()).await?;
+            }
+            self.user_after(id.as_uuid(), version).await
+        })
+        .await
     }
 
     async fn keep_an_admin(&self, target: &UserRow) -> ApiResult<()> {
