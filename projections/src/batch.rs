@@ -88,7 +88,17 @@ impl Batch {
         let mut new_users: HashMap<Uuid, usize> = HashMap::new();
         for write in writes {
             match write {
-                Write::InsertTicket { id, title, description, priority, priority_rank, status, reporter, at, version } => {
+                Write::InsertTicket {
+                    id,
+                    title,
+                    description,
+                    priority,
+                    priority_rank,
+                    status,
+                    reporter,
+                    at,
+                    version,
+                } => {
                     new_tickets.insert(id, batch.tickets.len());
                     batch.tickets.push(NewTicket {
                         id,
@@ -232,7 +242,10 @@ mod tests {
         let batch = Batch::plan(writes);
         assert_eq!(batch.tickets.len(), 1);
         let ticket = &batch.tickets[0];
-        assert_eq!((ticket.status, ticket.version, ticket.updated_at, ticket.deleted_at), ("RESOLVED", 3, at(4), Some(at(4))));
+        assert_eq!(
+            (ticket.status, ticket.version, ticket.updated_at, ticket.deleted_at),
+            ("RESOLVED", 3, at(4), Some(at(4)))
+        );
         assert_eq!(ticket.created_at, at(1));
         assert_eq!(batch.ticket_updates, vec![(old, TicketChange::Priority("HIGH", 3), at(3), 9)]);
     }

@@ -17,6 +17,7 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use commands::db::Db;
 use commands::keys::KeyRing;
+use commands::on_db;
 use cqrs_es::Aggregate;
 use domain::account::{Account, AccountEvent};
 use domain::ticket::{Ticket, TicketEvent};
@@ -26,8 +27,8 @@ use sqlx::{Connection, PgConnection};
 use tokio::sync::{watch, Notify};
 use uuid::Uuid;
 
-use crate::views::{account_writes, ticket_writes, Meta};
 use crate::batch::{apply_postgres, apply_sqlite, Batch};
+use crate::views::{account_writes, ticket_writes, Meta};
 use crate::writes::Write;
 
 /// The checkpoint's name; one projector feeds all read models.
@@ -75,6 +76,10 @@ SELECT position, 0 AS transaction_id, aggregate_type, aggregate_id, sequence,
  WHERE position > $2 AND $1 = $1
  ORDER BY position
  LIMIT $3";
+
+const CHECKPOINT_POSTGRES: &str =
+    "SELECT transaction_id::text::bigint, position FROM projector_checkpoints WHERE name = $1";
+const CHECKPOINT_SQLITE: &str = "SELECT transaction_id, position FROM projector_checkpoints WHERE name = $1";
 
 const SAVE_POSTGRES: &str = "
 INSERT INTO projector_checkpoints (name, transaction_id, position) VALUES ($1, $2::text::xid8, $3)
@@ -206,10 +211,46 @@ impl Projector {
         loop {
             let applied = self.catch_up_on(leader.as_mut()).await?;
             if applied == 0 {
+                release(leader).await?;
                 return Ok(total);
             }
             total += applied;
         }
+    }
+
+    /// Applies every event that existed when it started (for rebuilds). An empty batch is
+    /// not the end on PostgreSQL: a transaction running anywhere on the
+    /// server holds reading back, so it waits (up to a minute) until the
+    /// checkpoint has passed them all. Gives the leader lock back at the end.
+    async fn drain(&self, mut leader: Option<PgConnection>) -> anyhow::Result<usize> {
+        const PATIENCE: Duration = Duration::from_secs(60);
+        let target: i64 = match (&self.db, leader.as_mut()) {
+            (Db::Postgres(_), Some(conn)) => {
+                sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events").fetch_one(conn).await?
+            }
+            (db, _) => on_db!(db, pool => sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
+                .fetch_one(pool).await)?,
+        };
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        let mut total = 0;
+        loop {
+            let applied = self.catch_up_on(leader.as_mut()).await?;
+            total += applied;
+            if applied > 0 {
+                continue;
+            }
+            let checkpoint = self.checkpoint(leader.as_mut()).await?;
+            if remaining(&self.db, leader.as_mut(), checkpoint, Some(target)).await? == 0 {
+                break;
+            }
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "a long-running transaction holds the projector back; try again when it ends"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        release(leader).await?;
+        Ok(total)
     }
 
     /// Empties the read models and projects every event again from zero.
@@ -223,24 +264,12 @@ impl Projector {
             (Db::Sqlite(pool), _) => clear(pool.begin().await?).await?,
             (Db::Postgres(_), None) => unreachable!("elected on PostgreSQL"),
         }
-        let mut total = 0;
-        loop {
-            let applied = self.catch_up_on(leader.as_mut()).await?;
-            if applied == 0 {
-                return Ok(total);
-            }
-            total += applied;
-        }
+        self.drain(leader).await
     }
 
     async fn checkpoint(&self, leader: Option<&mut PgConnection>) -> anyhow::Result<Checkpoint> {
-        const SQL_PG: &str = "SELECT transaction_id::text::bigint, position FROM projector_checkpoints WHERE name = $1";
-        const SQL_LITE: &str = "SELECT transaction_id, position FROM projector_checkpoints WHERE name = $1";
-        let row: Option<(i64, i64)> = match (&self.db, leader) {
-            (Db::Postgres(_), Some(conn)) => sqlx::query_as(SQL_PG).bind(NAME).fetch_optional(conn).await?,
-            (Db::Sqlite(pool), _) => sqlx::query_as(SQL_LITE).bind(NAME).fetch_optional(pool).await?,
-            (Db::Postgres(pool), None) => sqlx::query_as(SQL_PG).bind(NAME).fetch_optional(pool).await?,
-        };
+        let Some(conn) = leader else { return Ok(stored_checkpoint(&self.db).await?) };
+        let row: Option<(i64, i64)> = sqlx::query_as(CHECKPOINT_POSTGRES).bind(NAME).fetch_optional(conn).await?;
         Ok(row.map(|(transaction_id, position)| Checkpoint { transaction_id, position }).unwrap_or_default())
     }
 
@@ -344,6 +373,70 @@ impl Projector {
         }
         Ok(writes)
     }
+}
+
+/// Gives the leader lock back at once rather than when the connection dies.
+async fn release(leader: Option<PgConnection>) -> Result<(), sqlx::Error> {
+    if let Some(mut conn) = leader {
+        sqlx::query("SELECT pg_advisory_unlock($1)").bind(LEADER_LOCK).execute(&mut conn).await?;
+        conn.close().await?;
+    }
+    Ok(())
+}
+
+/// Events after `checkpoint` (and at most at `upto`, when given) that the
+/// projector has yet to apply, in its own order.
+///
+/// # Errors
+/// When the store fails.
+pub async fn remaining(
+    db: &Db,
+    leader: Option<&mut PgConnection>,
+    checkpoint: Checkpoint,
+    upto: Option<i64>,
+) -> Result<i64, sqlx::Error> {
+    const PG: &str = "SELECT COUNT(*) FROM events WHERE (transaction_id, position) > ($1::text::xid8, $2) \
+        AND position <= $3";
+    const LITE: &str = "SELECT COUNT(*) FROM events WHERE position > $2 AND position <= $3 AND $1 = $1";
+    let upto = upto.unwrap_or(i64::MAX);
+    match (db, leader) {
+        (Db::Postgres(_), Some(conn)) => {
+            sqlx::query_scalar(PG)
+                .bind(checkpoint.transaction_id.to_string())
+                .bind(checkpoint.position)
+                .bind(upto)
+                .fetch_one(conn)
+                .await
+        }
+        (Db::Postgres(pool), None) => {
+            sqlx::query_scalar(PG)
+                .bind(checkpoint.transaction_id.to_string())
+                .bind(checkpoint.position)
+                .bind(upto)
+                .fetch_one(pool)
+                .await
+        }
+        (Db::Sqlite(pool), _) => {
+            sqlx::query_scalar(LITE)
+                .bind(checkpoint.transaction_id)
+                .bind(checkpoint.position)
+                .bind(upto)
+                .fetch_one(pool)
+                .await
+        }
+    }
+}
+
+/// Where the projector of `db` has got to.
+///
+/// # Errors
+/// When the store fails.
+pub async fn stored_checkpoint(db: &Db) -> Result<Checkpoint, sqlx::Error> {
+    let row: Option<(i64, i64)> = match db {
+        Db::Postgres(pool) => sqlx::query_as(CHECKPOINT_POSTGRES).bind(NAME).fetch_optional(pool).await?,
+        Db::Sqlite(pool) => sqlx::query_as(CHECKPOINT_SQLITE).bind(NAME).fetch_optional(pool).await?,
+    };
+    Ok(row.map(|(transaction_id, position)| Checkpoint { transaction_id, position }).unwrap_or_default())
 }
 
 /// Reads an event's payload; version 1 is the only one so far, and later

@@ -370,9 +370,8 @@ impl ReadModels {
     /// # Errors
     /// When the store fails.
     pub async fn lag(&self) -> Result<i64, sqlx::Error> {
-        const SQL: &str = "SELECT COUNT(*) FROM events WHERE position > \
-            COALESCE((SELECT position FROM projector_checkpoints WHERE name = 'read_models'), 0)";
-        on_db!(&self.db, pool => sqlx::query_scalar(SQL).fetch_one(pool).await)
+        let checkpoint = crate::projector::stored_checkpoint(&self.db).await?;
+        crate::projector::remaining(&self.db, None, checkpoint, None).await
     }
 }
 

@@ -137,13 +137,16 @@ macro_rules! update_user {
     ($conn:expr, $id:expr, $change:expr, $version:expr) => {{
         use $crate::writes::UserChange;
         let query = match $change {
-            UserChange::Role(role) => {
-                sqlx::query("UPDATE users SET role = $3, version = $2 WHERE id = $1").bind($id).bind($version).bind(*role)
-            }
-            UserChange::PasswordHash(hash) => sqlx::query("UPDATE users SET password_hash = $3, version = $2 WHERE id = $1")
+            UserChange::Role(role) => sqlx::query("UPDATE users SET role = $3, version = $2 WHERE id = $1")
                 .bind($id)
                 .bind($version)
-                .bind(hash),
+                .bind(*role),
+            UserChange::PasswordHash(hash) => {
+                sqlx::query("UPDATE users SET password_hash = $3, version = $2 WHERE id = $1")
+                    .bind($id)
+                    .bind($version)
+                    .bind(hash)
+            }
             UserChange::Disabled(disabled) => sqlx::query("UPDATE users SET disabled = $3, version = $2 WHERE id = $1")
                 .bind($id)
                 .bind($version)

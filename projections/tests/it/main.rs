@@ -1,0 +1,8 @@
+//! The projector against real databases: every test makes its own
+//! PostgreSQL database or SQLite file, and the contract tests run on both.
+
+mod concurrency;
+mod fixture;
+mod ordering;
+mod replay;
+mod write_rules;

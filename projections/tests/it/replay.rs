@@ -1,0 +1,89 @@
+//! The read models are a function of the event stream: a restarted
+//! projector resumes where it stopped, and a rebuild from zero gives the
+//! same rows.
+
+use commands::db::Db;
+use domain::account::AccountCommand;
+use domain::ticket::{AssigneeChange, TicketCommand, TicketUpdate};
+use domain::values::{Priority, Role, Status};
+
+use crate::fixture::{self, admin, App};
+
+/// A history touching every kind of event; returns nothing, the store holds it.
+async fn write_every_kind_of_event(app: &App) {
+    let reporter = app.register("Owner@Example.com", Role::Employee).await;
+    let helper = app.register("helper@example.com", Role::Employee).await;
+    let account = |command| async { app.write.account(helper, command, &admin()).await.expect("account command") };
+    account(AccountCommand::ChangeRole { to: Role::Admin }).await;
+    account(AccountCommand::ChangePassword { password_hash: "$argon2id$v=19$new".into() }).await;
+    account(AccountCommand::Disable).await;
+    account(AccountCommand::Enable).await;
+
+    let printer =
+        fixture::open_ticket_with_evidence(&app.write, &app.keys, reporter, "Printer on fire", &["smoke.png"]).await;
+    let vpn = app.open_ticket(reporter, "VPN drops").await;
+    app.update(
+        printer,
+        TicketUpdate { status: Some(Status::InProgress), priority: Some(Priority::High), ..Default::default() },
+    )
+    .await;
+    app.update(printer, TicketUpdate { assignee: Some(AssigneeChange::Assign(helper)), ..Default::default() }).await;
+    let notes = fixture::seal_notes(&app.keys, printer, "Call facilities first").await;
+    app.update(printer, TicketUpdate { confidential_notes: Some(notes), ..Default::default() }).await;
+    app.update(printer, TicketUpdate { assignee: Some(AssigneeChange::Clear), ..Default::default() }).await;
+    app.update(printer, TicketUpdate { status: Some(Status::Resolved), ..Default::default() }).await;
+
+    let key = app.keys.get(vpn).await.unwrap().unwrap();
+    let attachment = TicketCommand::AddAttachment(fixture::evidence(&key, vpn, "screenshot.png"));
+    app.write.ticket(vpn, attachment, &admin()).await.expect("attachment added");
+    app.write
+        .ticket(vpn, TicketCommand::Delete { reason: None, expected_version: Some(2) }, &admin())
+        .await
+        .expect("ticket deleted");
+}
+
+async fn resumes_after_restart(db: Db) {
+    let app = App::new(db);
+    let reporter = app.register("reporter@example.com", Role::Employee).await;
+    let ticket = app.open_ticket(reporter, "Laptop will not boot").await;
+    app.update(ticket, TicketUpdate { priority: Some(Priority::High), ..Default::default() }).await;
+
+    let first = app.another_projector();
+    assert_eq!(app.settle_with(&first).await, 3);
+    drop(first);
+    let seen = app.checkpoint().await.expect("checkpoint stored");
+
+    write_every_kind_of_event(&app).await;
+    app.update(ticket, TicketUpdate { status: Some(Status::Resolved), ..Default::default() }).await;
+    let written_since = fixture::event_total(&app.db).await - 3;
+
+    let restarted = app.another_projector();
+    let applied = app.settle_with(&restarted).await;
+    assert_eq!(applied as i64, written_since, "exactly the events written since the checkpoint");
+    assert!(app.checkpoint().await.unwrap() > seen);
+    assert_eq!(restarted.catch_up().await.unwrap(), 0, "nothing is applied twice");
+    app.assert_read_models_match_events().await;
+    let resumed = app.snapshot().await;
+
+    // One more restart, with nothing new: still nothing to do, nothing changed.
+    assert_eq!(app.another_projector().catch_up().await.unwrap(), 0);
+    assert_eq!(app.snapshot().await, resumed);
+}
+test_support::store_test!(resumes_after_restart);
+
+async fn rebuild_reproduces_read_models(db: Db) {
+    let app = App::new(db);
+    write_every_kind_of_event(&app).await;
+    let total = app.settle().await;
+    assert_eq!(total as i64, app.assert_read_models_match_events().await);
+    let before = app.snapshot().await;
+    assert_eq!((before.tickets.len(), before.users.len()), (2, 2));
+    assert_eq!(before.history.len(), 11, "history: {:#?}", before.history);
+    assert_eq!(before.attachments.len(), 2, "attachments: {:#?}", before.attachments);
+
+    let rebuilt = app.projector.rebuild().await.unwrap() + app.settle().await;
+    assert_eq!(rebuilt, total, "every event projected again");
+    assert_eq!(app.snapshot().await, before);
+    assert_eq!(app.projector.catch_up().await.unwrap(), 0);
+}
+test_support::store_test!(rebuild_reproduces_read_models);
