@@ -29,7 +29,13 @@ const GIVE_BACK: &str = "UPDATE leases SET holder = NULL WHERE name = $1 AND hol
 ///
 /// # Errors
 /// `Busy` when the lease stays taken, or a store failure.
-pub async fn with_lease<T, F, Fut>(db: &Db, name: &'static str, ttl: Duration, wait: Duration, work: F) -> Result<T, LeaseError>
+pub async fn with_lease<T, F, Fut>(
+    db: &Db,
+    name: &'static str,
+    ttl: Duration,
+    wait: Duration,
+    work: F,
+) -> Result<T, LeaseError>
 where
     F: FnOnce() -> Fut,
     Fut: Future<Output = T>,

@@ -6,5 +6,5 @@ pub mod cipher;
 pub mod db;
 pub mod event_repo;
 pub mod keys;
-pub mod write;
 pub mod lease;
+pub mod write;

@@ -45,7 +45,8 @@ test_support::store_test!(versions_stay_exact_across_snapshots, |db| async move 
         stale,
         Err(WriteError::Rejected(TicketError::VersionConflict { expected, actual })) if expected == version - 1 && actual == version
     ));
-    let events: i64 = commands::on_db!(&db, pool => sqlx::query_scalar("SELECT COUNT(*) FROM events").fetch_one(pool).await).unwrap();
+    let events: i64 =
+        commands::on_db!(&db, pool => sqlx::query_scalar("SELECT COUNT(*) FROM events").fetch_one(pool).await).unwrap();
     assert_eq!(u64::try_from(events).unwrap(), version);
 });
 
