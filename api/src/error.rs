@@ -43,6 +43,14 @@ impl ApiError {
         ApiError::Internal(error.to_string())
     }
 
+    /// For operators (CLI, start-up): the message, or the internal detail.
+    pub fn describe(&self) -> String {
+        match self {
+            ApiError::Internal(detail) => format!("internal error: {detail}"),
+            other => other.message(),
+        }
+    }
+
     /// What the client is told.
     pub fn message(&self) -> String {
         match self {

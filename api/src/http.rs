@@ -206,7 +206,7 @@ impl Application {
             let password: SecretString = password.clone();
             app.ensure_admin(email, "Administrator", password)
                 .await
-                .map_err(|e| anyhow::anyhow!("bootstrap admin failed: {e:?}"))?;
+                .map_err(|e| anyhow::anyhow!("bootstrap admin failed: {}", e.describe()))?;
             tracing::info!(email = %email, "bootstrap admin ensured");
         }
         let listener = TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;

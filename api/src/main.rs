@@ -32,7 +32,7 @@ async fn main() -> anyhow::Result<()> {
             let result = app.ensure_admin(&email, &display_name, password).await;
             let _ = stop.send(true);
             let _ = running.await;
-            let user = result.map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            let user = result.map_err(|e| anyhow::anyhow!("{}", e.describe()))?;
             println!("admin ready: {} ({})", user.email, user.id);
             Ok(())
         }
