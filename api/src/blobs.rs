@@ -114,7 +114,12 @@ impl Blobs {
         while let Some(meta) = listed.next().await {
             let meta = meta?;
             let Some(sha256) = meta.location.filename().map(str::to_owned) else { continue };
-            if meta.last_modified < cutoff && !read.blob_referenced(&sha256).await? {
+            if meta.last_modified >= cutoff || read.blob_referenced(&sha256).await? {
+                continue;
+            }
+            // An upload may have rewritten it since the listing: look again.
+            let still_old = self.store.head(&meta.location).await.is_ok_and(|now| now.last_modified < cutoff);
+            if still_old && read.lag().await? == 0 && !read.blob_referenced(&sha256).await? {
                 self.store.delete(&meta.location).await?;
                 tracing::info!(sha256 = %sha256, "orphan blob removed");
                 removed += 1;

@@ -57,7 +57,10 @@ pub async fn download(State(state): State<HttpState>, Path(id): Path<String>, he
     let app = &state.app;
     let viewer = match app.caller(&headers).await.map(|caller| caller.viewer()) {
         Ok(Ok(viewer)) => viewer,
-        Ok(Err(error)) => return error_response(StatusCode::UNAUTHORIZED, error.code(), &error.message()),
+        Ok(Err(error)) => {
+            let refused = error_response(StatusCode::UNAUTHORIZED, error.code(), &error.message());
+            return ([(header::WWW_AUTHENTICATE, "Bearer")], refused).into_response();
+        }
         Err(error) => {
             tracing::error!(error = ?error, "cannot resolve caller");
             return error_response(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "internal error");
@@ -75,8 +78,12 @@ pub async fn download(State(state): State<HttpState>, Path(id): Path<String>, he
     let range = match parse_range(headers.get(header::RANGE), size) {
         Some(Ok(range)) => Some(range),
         Some(Err(())) => {
-            return (StatusCode::RANGE_NOT_SATISFIABLE, [(header::CONTENT_RANGE, format!("bytes */{size}"))])
-                .into_response()
+            let headers = [
+                (header::CONTENT_RANGE, format!("bytes */{size}")),
+                (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
+                (header::CONTENT_SECURITY_POLICY, "default-src 'none'; sandbox".to_owned()),
+            ];
+            return (StatusCode::RANGE_NOT_SATISFIABLE, headers).into_response();
         }
         None => None,
     };

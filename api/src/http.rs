@@ -6,17 +6,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use async_graphql::http::{GraphiQLSource, MultipartOptions};
-use axum::body::Body;
+use async_graphql::http::GraphiQLSource;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
 use commands::db::Db;
 use commands::keys::KeyRing;
 use commands::write::WriteSide;
-use futures_util::TryStreamExt;
 use projections::projector::Projector;
 use projections::read::ReadModels;
 use secrecy::SecretString;
@@ -33,11 +31,8 @@ use crate::blobs::Blobs;
 use crate::config::Settings;
 use crate::graphql::{schema, RequestInfo, TicketsSchema};
 use crate::secrets;
-use crate::service::attachments::MAX_FILES_PER_REQUEST;
 use crate::state::{App, AppState, RateLimits};
 
-/// Largest GraphQL request body without uploads.
-const MAX_JSON_BODY: usize = 1024 * 1024;
 /// How long in-flight requests get to finish after a stop signal.
 const DRAIN: Duration = Duration::from_secs(20);
 /// Projector lag beyond which the server reports itself not ready.
@@ -98,7 +93,13 @@ async fn graphql(
             return error_response(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "internal error");
         }
     };
-    let request = match read_request(&parts.headers, body, state.app.settings.max_upload_bytes).await {
+    let multipart = crate::upload::is_multipart(&parts.headers);
+    if multipart && caller.viewer().is_err() {
+        // Uploads are for signed-in users: refuse before reading a byte.
+        let refused = error_response(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", "authentication required");
+        return ([(header::CONNECTION, "close")], refused).into_response();
+    }
+    let request = match crate::upload::read_request(&parts.headers, body, state.app.settings.max_upload_bytes).await {
         Ok(request) => request,
         // Refused before the body was read to its end: the connection cannot be reused.
         Err(response) => return ([(header::CONNECTION, "close")], response).into_response(),
@@ -117,37 +118,6 @@ async fn graphql(
         }
     }
     Json(response).into_response()
-}
-
-/// Reads a GraphQL request. JSON bodies are bounded in memory; multipart
-/// uploads stream to temporary files, each file and the whole stream
-/// bounded, so an oversized upload is refused without being held in memory.
-async fn read_request(
-    headers: &HeaderMap,
-    body: Body,
-    max_upload_bytes: u64,
-) -> Result<async_graphql::Request, Response> {
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let too_large = || error_response(StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", "request body is too large");
-    let multipart = content_type.as_deref().is_some_and(|ct| ct.to_ascii_lowercase().starts_with("multipart/"));
-    let parsed = if multipart {
-        let options = MultipartOptions::default()
-            .max_file_size(usize::try_from(max_upload_bytes).unwrap_or(usize::MAX))
-            .max_num_files(MAX_FILES_PER_REQUEST + 1);
-        let reader = body.into_data_stream().map_err(std::io::Error::other).into_async_read();
-        async_graphql::http::receive_body(content_type, reader, options).await
-    } else {
-        let bytes = axum::body::to_bytes(body, MAX_JSON_BODY).await.map_err(|_| too_large())?;
-        async_graphql::http::receive_body(content_type, &bytes[..], MultipartOptions::default()).await
-    };
-    parsed.map_err(|error| {
-        let message = match error {
-            async_graphql::ParseRequestError::PayloadTooLarge => return too_large(),
-            async_graphql::ParseRequestError::UnsupportedBatch => "batched requests are not supported",
-            _ => "request is not a valid GraphQL request",
-        };
-        error_response(StatusCode::BAD_REQUEST, "BAD_USER_INPUT", message)
-    })
 }
 
 async fn readyz(State(state): State<HttpState>) -> Response {

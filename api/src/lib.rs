@@ -13,3 +13,4 @@ pub mod metrics;
 pub mod secrets;
 pub mod service;
 pub mod state;
+pub mod upload;

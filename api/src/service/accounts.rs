@@ -114,7 +114,7 @@ impl App {
     /// `NOT_FOUND` for an unknown user; `BAD_USER_INPUT` when this would leave no admin.
     pub async fn set_role(&self, user: &str, role: Role, actor: &Actor) -> ApiResult<UserRow> {
         let id = UserId::parse(user)?;
-        self.changing_access(|| async {
+        self.changing_access(actor, || async {
             let target = self.read.user(id.as_uuid()).await?.ok_or(ApiError::NotFound("user"))?;
             if role != Role::Admin {
                 self.keep_an_admin(&target).await?;
@@ -129,14 +129,25 @@ impl App {
     /// replica, so the last-admin check and the change it guards cannot
     /// interleave with another's. Each change waits for its own projection
     /// before giving the lease back, so the next check reads it.
-    async fn changing_access<T, F, Fut>(&self, change: F) -> ApiResult<T>
+    async fn changing_access<T, F, Fut>(&self, actor: &Actor, change: F) -> ApiResult<T>
     where
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = ApiResult<T>>,
     {
         const TTL: std::time::Duration = std::time::Duration::from_secs(30);
         const WAIT: std::time::Duration = std::time::Duration::from_secs(15);
-        match commands::lease::with_lease(self.read.db(), "access-changes", TTL, WAIT, change).await {
+        // The caller was found to be an admin before waiting for the lease;
+        // another admin may have demoted them meanwhile.
+        let checked = || async {
+            if let Some(admin) = actor.user_id {
+                let still_admin = self.read.user(admin.as_uuid()).await?;
+                if !still_admin.is_some_and(|u| u.role == Role::Admin.as_str() && !u.disabled) {
+                    return Err(ApiError::Forbidden);
+                }
+            }
+            change().await
+        };
+        match commands::lease::with_lease(self.read.db(), "access-changes", TTL, WAIT, checked).await {
             Ok(result) => result,
             Err(commands::lease::LeaseError::Busy(_)) => {
                 Err(ApiError::Conflict("another access change is in progress; try again".into()))
@@ -149,7 +160,7 @@ impl App {
     /// `NOT_FOUND` for an unknown user; `BAD_USER_INPUT` when this would leave no admin.
     pub async fn set_disabled(&self, user: &str, disabled: bool, actor: &Actor) -> ApiResult<UserRow> {
         let id = UserId::parse(user)?;
-        self.changing_access(|| async {
+        self.changing_access(actor, || async {
             let target = self.read.user(id.as_uuid()).await?.ok_or(ApiError::NotFound("user"))?;
             let command = if disabled {
                 self.keep_an_admin(&target).await?;

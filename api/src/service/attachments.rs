@@ -25,8 +25,12 @@ pub const MAX_FILES_PER_REQUEST: usize = 10;
 /// The longest displayed file name, in characters.
 const MAX_NAME_CHARS: usize = 120;
 
-/// The types accepted, by their magic bytes.
-const ACCEPTED: [&str; 5] = ["image/png", "image/jpeg", "image/gif", "image/webp", "application/pdf"];
+/// Stored blobs as sealed attachments, and the upload files kept until the
+/// attachments are visible.
+pub struct StoredEvidence {
+    pub attachments: Vec<NewAttachment>,
+    pub files: Vec<(String, std::fs::File)>,
+}
 
 /// An upload that passed every check, ready to store.
 pub struct Evidence {
@@ -41,8 +45,7 @@ pub struct Evidence {
 /// A display name with no path, no control characters and a bounded length.
 pub fn sanitize_filename(raw: &str) -> String {
     let base = raw.rsplit(['/', '\\']).next().unwrap_or_default();
-    let cleaned: String =
-        base.chars().filter(|c| !c.is_control() && !matches!(c, '"' | '<' | '>' | '|' | '*' | '?' | ':')).collect();
+    let cleaned: String = base.chars().filter(|c| is_kept(*c)).collect();
     let trimmed = cleaned.trim().trim_start_matches('.').trim();
     let name: String = trimmed.chars().take(MAX_NAME_CHARS).collect();
     if name.is_empty() {
@@ -52,10 +55,32 @@ pub fn sanitize_filename(raw: &str) -> String {
     }
 }
 
-/// Decides the type from the bytes; `None` for anything not accepted.
+/// Decides the type from the file's leading signature; `None` for anything
+/// else. Exact signatures at offset 0 only: general sniffers also accept a
+/// PDF marker anywhere in the first kilobyte or a bare `GIF`, which lets an
+/// HTML page or a script through.
 pub fn sniff(head: &[u8]) -> Option<&'static str> {
-    let kind = infer::get(head)?;
-    ACCEPTED.iter().find(|accepted| **accepted == kind.mime_type()).copied()
+    const SIGNATURES: [(&[u8], &str); 5] = [
+        (b"\x89PNG\r\n\x1a\n", "image/png"),
+        (&[0xFF, 0xD8, 0xFF], "image/jpeg"),
+        (b"GIF87a", "image/gif"),
+        (b"GIF89a", "image/gif"),
+        (b"%PDF-", "application/pdf"),
+    ];
+    if head.len() >= 12 && head.starts_with(b"RIFF") && &head[8..12] == b"WEBP" {
+        return Some("image/webp");
+    }
+    SIGNATURES.iter().find(|(magic, _)| head.starts_with(magic)).map(|(_, kind)| *kind)
+}
+
+/// Characters that reorder or hide text: `invoice\u{202E}fdp.exe` would
+/// display as `invoiceexe.pdf`.
+fn is_invisible_or_bidi(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
+}
+
+fn is_kept(c: char) -> bool {
+    !c.is_control() && !is_invisible_or_bidi(c) && !matches!(c, '"' | '<' | '>' | '|' | '*' | '?' | ':')
 }
 
 /// Checks one uploaded file: size, type from its bytes, digest.
@@ -116,22 +141,41 @@ impl App {
     ///
     /// # Errors
     /// When the blob store or the key ring fails.
-    pub async fn store_evidence(&self, ticket: TicketId, evidence: Vec<Evidence>) -> ApiResult<Vec<NewAttachment>> {
+    pub async fn store_evidence(&self, ticket: TicketId, evidence: Vec<Evidence>) -> ApiResult<StoredEvidence> {
         let Some(key) = self.keys.get(ticket).await? else {
             return Err(ApiError::BadInput("ticket's text has been erased".into()));
         };
-        let mut attachments = Vec::with_capacity(evidence.len());
+        let mut stored = StoredEvidence { attachments: Vec::with_capacity(evidence.len()), files: Vec::new() };
         for item in evidence {
-            self.blobs.put(&item.sha256, item.file).await.map_err(ApiError::internal)?;
-            attachments.push(NewAttachment {
+            let copy = item.file.try_clone().map_err(ApiError::internal)?;
+            self.blobs.put(&item.sha256, copy).await.map_err(ApiError::internal)?;
+            stored.attachments.push(NewAttachment {
                 id: item.id,
                 filename: key.seal(ticket.as_uuid(), SealedField::AttachmentName, &item.filename),
                 content_type: item.content_type.to_owned(),
                 size: item.size,
-                sha256: item.sha256,
+                sha256: item.sha256.clone(),
             });
+            stored.files.push((item.sha256, item.file));
         }
-        Ok(attachments)
+        Ok(stored)
+    }
+
+    /// Once the attachments are visible in the read model (so the clean-up
+    /// spares them), makes sure each blob is still there: a clean-up that
+    /// judged an identical old blob an orphan just before this upload
+    /// rewrote it may have removed it. The upload's own file restores it.
+    ///
+    /// # Errors
+    /// When the blob store fails.
+    pub async fn confirm_evidence(&self, files: Vec<(String, std::fs::File)>) -> ApiResult<()> {
+        for (sha256, file) in files {
+            if !self.blobs.exists(&sha256).await {
+                tracing::warn!(sha256 = %sha256, "blob vanished during upload; writing it again");
+                self.blobs.put(&sha256, file).await.map_err(ApiError::internal)?;
+            }
+        }
+        Ok(())
     }
 
     /// Adds one file to a ticket the caller may see.
@@ -152,10 +196,11 @@ impl App {
         let evidence = self.inspect_uploads(vec![upload]).await?;
         let id = evidence[0].id;
         let ticket_id = TicketId::from_uuid(ticket.id);
-        let mut attachments = self.store_evidence(ticket_id, evidence).await?;
-        let command = TicketCommand::AddAttachment(attachments.remove(0));
+        let mut stored = self.store_evidence(ticket_id, evidence).await?;
+        let command = TicketCommand::AddAttachment(stored.attachments.remove(0));
         let version = self.write.ticket(ticket_id, command, actor).await?;
         self.projected(Table::Tickets, ticket.id, version).await?;
+        self.confirm_evidence(stored.files).await?;
         tracing::info!(ticket.id = %ticket.id, attachment.id = %id, "attachment added");
         self.read.attachment(id.as_uuid()).await?.ok_or_else(|| ApiError::internal("attachment missing after write"))
     }
@@ -186,6 +231,7 @@ mod tests {
         assert_eq!(sanitize_filename(".hidden.png"), "hidden.png");
         assert_eq!(sanitize_filename(&"x".repeat(500)).chars().count(), MAX_NAME_CHARS);
         assert_eq!(sanitize_filename("\"quoted\".png"), "quoted.png");
+        assert_eq!(sanitize_filename("invoice\u{202E}fdp.exe"), "invoicefdp.exe");
     }
 
     #[test]
@@ -198,5 +244,8 @@ mod tests {
         assert_eq!(sniff(b"<!DOCTYPE html><script>alert(1)</script>"), None);
         assert_eq!(sniff(b"#!/bin/sh\nrm -rf /"), None);
         assert_eq!(sniff(b"PK\x03\x04zip"), None);
+        assert_eq!(sniff(b"<html>%PDF-1.4</html>"), None);
+        assert_eq!(sniff(b"GIF<script>"), None);
+        assert_eq!(sniff(b"12345678WEBPxxxx"), None);
     }
 }

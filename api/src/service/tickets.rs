@@ -66,17 +66,19 @@ impl App {
         let evidence = self.inspect_uploads(uploads).await?;
         let id = TicketId::from_uuid(Uuid::new_v4());
         let key = self.keys.create(id).await?;
-        let attachments = self.store_evidence(id, evidence).await?;
+        let stored = self.store_evidence(id, evidence).await?;
         let command = TicketCommand::Open {
             id,
             reporter: UserId::from_uuid(viewer.id),
             title: key.seal(id.as_uuid(), SealedField::Title, title.as_str()),
             description: key.seal(id.as_uuid(), SealedField::Description, description.as_str()),
-            attachments,
+            attachments: stored.attachments,
         };
         let version = self.write.ticket(id, command, actor).await?;
         tracing::info!(ticket.id = %id, "ticket opened");
-        self.ticket_after(id.as_uuid(), version).await
+        let ticket = self.ticket_after(id.as_uuid(), version).await?;
+        self.confirm_evidence(stored.files).await?;
+        Ok(ticket)
     }
 
     /// # Errors

@@ -1,0 +1,137 @@
+//! Reading a GraphQL request body. JSON is bounded in memory; multipart
+//! uploads stream to temporary files with every file, the whole stream and
+//! the number of parts bounded while the body arrives, so neither a large
+//! file nor a flood of tiny parts is ever held or opened.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use async_graphql::http::MultipartOptions;
+use async_graphql::ParseRequestError;
+use axum::body::Body;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::Response;
+use futures_util::{StreamExt, TryStreamExt};
+
+use crate::http::error_response;
+use crate::service::attachments::MAX_FILES_PER_REQUEST;
+
+/// Largest GraphQL request body without uploads.
+pub const MAX_JSON_BODY: usize = 1024 * 1024;
+/// Parts besides the files: `operations`, `map` and the closing delimiter.
+const OTHER_PARTS: usize = 3;
+
+fn content_type(headers: &HeaderMap) -> Option<&str> {
+    headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok())
+}
+
+pub fn is_multipart(headers: &HeaderMap) -> bool {
+    content_type(headers).is_some_and(|ct| ct.trim_start().to_ascii_lowercase().starts_with("multipart/"))
+}
+
+fn boundary(content_type: &str) -> Option<String> {
+    let start = content_type.to_ascii_lowercase().find("boundary=")? + "boundary=".len();
+    let value = content_type[start..].split(';').next()?.trim().trim_matches('"');
+    (!value.is_empty()).then(|| value.to_owned())
+}
+
+/// Counts multipart delimiters across chunk edges.
+struct PartCounter {
+    delimiter: Vec<u8>,
+    tail: Vec<u8>,
+    seen: usize,
+}
+
+impl PartCounter {
+    fn new(boundary: &str) -> Self {
+        Self { delimiter: format!("--{boundary}").into_bytes(), tail: Vec::new(), seen: 0 }
+    }
+
+    fn feed(&mut self, chunk: &[u8]) -> usize {
+        let mut window = std::mem::take(&mut self.tail);
+        window.extend_from_slice(chunk);
+        let width = self.delimiter.len();
+        let mut at = 0;
+        while at + width <= window.len() {
+            if window[at..at + width] == self.delimiter[..] {
+                self.seen += 1;
+                at += width;
+            } else {
+                at += 1;
+            }
+        }
+        // Keep what could still be the start of a delimiter, never a whole one.
+        let keep = window.len().saturating_sub(at.max(window.len().saturating_sub(width - 1)));
+        self.tail = window[window.len() - keep..].to_vec();
+        self.seen
+    }
+}
+
+/// # Errors
+/// A ready response: 413 `PAYLOAD_TOO_LARGE` or 400 `BAD_USER_INPUT`.
+pub async fn read_request(
+    headers: &HeaderMap,
+    body: Body,
+    max_upload_bytes: u64,
+) -> Result<async_graphql::Request, Response> {
+    let content_type = content_type(headers).map(str::to_owned);
+    let too_large = || error_response(StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", "request body is too large");
+    let flooded = Arc::new(AtomicBool::new(false));
+    let parsed = if is_multipart(headers) {
+        let options = MultipartOptions::default()
+            .max_file_size(usize::try_from(max_upload_bytes).unwrap_or(usize::MAX))
+            .max_num_files(MAX_FILES_PER_REQUEST + 1);
+        let mut counter = content_type.as_deref().and_then(boundary).map(|b| PartCounter::new(&b));
+        let flag = flooded.clone();
+        let stream = body.into_data_stream().map_err(std::io::Error::other).map(move |chunk| {
+            let chunk = chunk?;
+            if let Some(counter) = counter.as_mut() {
+                if counter.feed(&chunk) > MAX_FILES_PER_REQUEST + OTHER_PARTS {
+                    flag.store(true, Ordering::Relaxed);
+                    return Err(std::io::Error::other("too many parts"));
+                }
+            }
+            Ok(chunk)
+        });
+        async_graphql::http::receive_body(content_type, stream.into_async_read(), options).await
+    } else {
+        let bytes = axum::body::to_bytes(body, MAX_JSON_BODY).await.map_err(|_| too_large())?;
+        async_graphql::http::receive_body(content_type, &bytes[..], MultipartOptions::default()).await
+    };
+    parsed.map_err(|error| {
+        if flooded.load(Ordering::Relaxed) {
+            return error_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "PAYLOAD_TOO_LARGE",
+                &format!("at most {MAX_FILES_PER_REQUEST} files per request"),
+            );
+        }
+        let message = match error {
+            ParseRequestError::PayloadTooLarge => return too_large(),
+            ParseRequestError::UnsupportedBatch => "batched requests are not supported",
+            _ => "request is not a valid GraphQL request",
+        };
+        error_response(StatusCode::BAD_REQUEST, "BAD_USER_INPUT", message)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delimiters_are_counted_across_chunks() {
+        let mut counter = PartCounter::new("XyZ");
+        assert_eq!(counter.feed(b"--XyZ\r\nabc\r\n--X"), 1);
+        assert_eq!(counter.feed(b"yZ\r\ndata--"), 2);
+        assert_eq!(counter.feed(b"XyZ--XyZ"), 4);
+        assert_eq!(counter.feed(b""), 4);
+    }
+
+    #[test]
+    fn boundaries_are_read_from_the_header() {
+        assert_eq!(boundary("multipart/form-data; boundary=abc123").as_deref(), Some("abc123"));
+        assert_eq!(boundary("multipart/form-data; Boundary=\"a b\"; x=y").as_deref(), Some("a b"));
+        assert_eq!(boundary("multipart/form-data").as_deref(), None);
+    }
+}
