@@ -87,7 +87,7 @@ ON CONFLICT (name) DO UPDATE SET transaction_id = excluded.transaction_id, posit
  WHERE projector_checkpoints.position = $4";
 
 const SAVE_SQLITE: &str = "
-INSERT INTO projector_checkpoints (name, transaction_id, position) VALUES ($1, $2, $3)
+INSERT INTO projector_checkpoints (name, transaction_id, position) VALUES ($1, CAST($2 AS INTEGER), $3)
 ON CONFLICT (name) DO UPDATE SET transaction_id = excluded.transaction_id, position = excluded.position
  WHERE projector_checkpoints.position = $4";
 
@@ -301,10 +301,10 @@ impl Projector {
         // The checkpoint moves first and only from where this batch started:
         // a second projector (a stray process on the same SQLite file) finds
         // it moved, rolls back and reads again, so nothing is applied twice.
-        let moved = match (&self.db, leader) {
-            (Db::Postgres(_), Some(conn)) => {
-                let mut tx = conn.begin().await?;
-                let moved = sqlx::query(SAVE_POSTGRES)
+        macro_rules! save_then_apply {
+            ($tx:expr, $save:expr, $apply:ident) => {{
+                let mut tx = $tx;
+                let moved = sqlx::query($save)
                     .bind(NAME)
                     .bind(to.transaction_id.to_string())
                     .bind(to.position)
@@ -313,27 +313,15 @@ impl Projector {
                     .await?
                     .rows_affected();
                 if moved == 1 {
-                    apply_postgres(&mut tx, &batch).await?;
+                    $apply(&mut tx, &batch).await?;
                     tx.commit().await?;
                 }
                 moved
-            }
-            (Db::Sqlite(pool), _) => {
-                let mut tx = pool.begin().await?;
-                let moved = sqlx::query(SAVE_SQLITE)
-                    .bind(NAME)
-                    .bind(to.transaction_id)
-                    .bind(to.position)
-                    .bind(from.position)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                if moved == 1 {
-                    apply_sqlite(&mut tx, &batch).await?;
-                    tx.commit().await?;
-                }
-                moved
-            }
+            }};
+        }
+        let moved = match (&self.db, leader) {
+            (Db::Postgres(_), Some(conn)) => save_then_apply!(conn.begin().await?, SAVE_POSTGRES, apply_postgres),
+            (Db::Sqlite(pool), _) => save_then_apply!(pool.begin().await?, SAVE_SQLITE, apply_sqlite),
             (Db::Postgres(_), None) => unreachable!("checked above"),
         };
         if moved != 1 {
