@@ -41,6 +41,13 @@ impl Blobs {
             None => {
                 let dir = data_dir.join("blobs");
                 std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+                // Evidence is for the service's eyes: nobody else may list or read it.
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::PermissionsExt;
+                    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+                        .with_context(|| format!("cannot restrict {}", dir.display()))?;
+                }
                 let store = LocalFileSystem::new_with_prefix(&dir).context("cannot open the blob folder")?;
                 Ok(Self { store: Arc::new(store), root: Path::from(PREFIX) })
             }

@@ -85,7 +85,14 @@ async fn graphql(
 ) -> Response {
     let (parts, body) = request.into_parts();
     let client = connect.map_or_else(|| "local".to_owned(), |Extension(ConnectInfo(addr))| addr.ip().to_string());
-    let request_id = parts.headers.get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    // Recorded on events for ever: only a short id of plain characters is
+    // taken from the client; anything else is replaced.
+    let request_id = parts
+        .headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|id| id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
     let caller = match state.app.caller(&parts.headers).await {
         Ok(caller) => caller,
         Err(error) => {
@@ -104,8 +111,9 @@ async fn graphql(
         // Refused before the body was read to its end: the connection cannot be reused.
         Err(response) => return ([(header::CONNECTION, "close")], response).into_response(),
     };
-    let users = crate::graphql::loaders::users(state.app.read.clone());
-    let request = request.data(RequestInfo { caller, request_id, client }).data(users);
+    let (users, histories, attachments) = crate::graphql::loaders::for_request(&state.app.read);
+    let request =
+        request.data(RequestInfo { caller, request_id, client }).data(users).data(histories).data(attachments);
     let started = std::time::Instant::now();
     let mut response = state.schema.execute(request).await;
     crate::metrics::record_request(started, response.is_err());
@@ -174,7 +182,7 @@ impl Application {
         tokio::spawn(collect_blob_garbage(app.clone(), stopped));
         if let (Some(email), Some(password)) = (&app.settings.admin_email, &app.settings.admin_password) {
             let password: SecretString = password.clone();
-            app.ensure_admin(email, "Administrator", password)
+            app.bootstrap_admin(email, password)
                 .await
                 .map_err(|e| anyhow::anyhow!("bootstrap admin failed: {}", e.describe()))?;
             tracing::info!(email = %email, "bootstrap admin ensured");

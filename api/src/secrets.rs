@@ -61,6 +61,9 @@ fn stored_or_generated(
         return Ok(SecretString::from(text.trim().to_owned()));
     }
     fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    #[cfg(unix)]
+    fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .with_context(|| format!("cannot restrict {}", dir.display()))?;
     let value = generate();
     let mut options = fs::OpenOptions::new();
     options.write(true).create_new(true);

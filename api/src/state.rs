@@ -36,15 +36,18 @@ pub type AppState = Arc<App>;
 
 impl App {
     /// Waits until the read model shows `version` of a ticket or user, so the
-    /// mutation answers with its own effect.
+    /// mutation answers with its own effect. `false` when the projector is
+    /// held back (on PostgreSQL a long transaction anywhere on the server
+    /// does that): the caller then answers from what it wrote.
     ///
     /// # Errors
     /// When the store fails.
-    pub async fn projected(&self, table: Table, id: Uuid, version: u64) -> ApiResult<()> {
-        if !self.read.wait_for(table, id, version, READ_YOUR_WRITES).await? {
-            tracing::warn!(%id, version, "projector is behind; answering with older state");
+    pub async fn projected(&self, table: Table, id: Uuid, version: u64) -> ApiResult<bool> {
+        let visible = self.read.wait_for(table, id, version, READ_YOUR_WRITES).await?;
+        if !visible {
+            tracing::warn!(%id, version, "projector is behind; answering from the command");
         }
-        Ok(())
+        Ok(visible)
     }
 }
 

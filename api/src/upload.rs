@@ -11,7 +11,7 @@ use async_graphql::ParseRequestError;
 use axum::body::Body;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
-use futures_util::{StreamExt, TryStreamExt};
+use futures_util::{FutureExt, StreamExt, TryStreamExt};
 
 use crate::http::error_response;
 use crate::service::attachments::MAX_FILES_PER_REQUEST;
@@ -29,41 +29,70 @@ pub fn is_multipart(headers: &HeaderMap) -> bool {
     content_type(headers).is_some_and(|ct| ct.trim_start().to_ascii_lowercase().starts_with("multipart/"))
 }
 
+/// The `boundary` parameter itself, not any parameter ending in it.
 fn boundary(content_type: &str) -> Option<String> {
-    let start = content_type.to_ascii_lowercase().find("boundary=")? + "boundary=".len();
-    let value = content_type[start..].split(';').next()?.trim().trim_matches('"');
-    (!value.is_empty()).then(|| value.to_owned())
+    content_type.split(';').skip(1).find_map(|parameter| {
+        let (name, value) = parameter.split_once('=')?;
+        let value = value.trim().trim_matches('"');
+        (name.trim().eq_ignore_ascii_case("boundary") && !value.is_empty()).then(|| value.to_owned())
+    })
 }
 
-/// Counts multipart delimiters across chunk edges.
-struct PartCounter {
-    delimiter: Vec<u8>,
+/// Counts a byte pattern in a stream, across chunk edges.
+struct Needle {
+    pattern: Vec<u8>,
     tail: Vec<u8>,
     seen: usize,
 }
 
-impl PartCounter {
-    fn new(boundary: &str) -> Self {
-        Self { delimiter: format!("--{boundary}").into_bytes(), tail: Vec::new(), seen: 0 }
+impl Needle {
+    fn new(pattern: Vec<u8>) -> Self {
+        Self { pattern, tail: Vec::new(), seen: 0 }
     }
 
     fn feed(&mut self, chunk: &[u8]) -> usize {
         let mut window = std::mem::take(&mut self.tail);
         window.extend_from_slice(chunk);
-        let width = self.delimiter.len();
+        let width = self.pattern.len();
         let mut at = 0;
         while at + width <= window.len() {
-            if window[at..at + width] == self.delimiter[..] {
+            if window[at..at + width] == self.pattern[..] {
                 self.seen += 1;
                 at += width;
             } else {
                 at += 1;
             }
         }
-        // Keep what could still be the start of a delimiter, never a whole one.
-        let keep = window.len().saturating_sub(at.max(window.len().saturating_sub(width - 1)));
-        self.tail = window[window.len() - keep..].to_vec();
+        // Keep what could still be the start of a match, never a whole one.
+        self.tail = window[at..].to_vec();
         self.seen
+    }
+}
+
+/// Counts parts, and the file paths the `map` part names: async-graphql
+/// opens one handle per path, so one file mapped to thousands of variables
+/// is as costly as thousands of files.
+struct PartCounter {
+    delimiters: Needle,
+    paths: Needle,
+}
+
+impl PartCounter {
+    fn new(boundary: &str) -> Self {
+        Self {
+            delimiters: Needle::new(format!("--{boundary}").into_bytes()),
+            paths: Needle::new(b"\"variables.".to_vec()),
+        }
+    }
+
+    /// Whether the body is still within bounds.
+    fn feed(&mut self, chunk: &[u8]) -> bool {
+        // `operations` and `map` come first; files follow the third delimiter.
+        if self.delimiters.seen <= 2 {
+            self.paths.feed(chunk);
+        }
+        self.delimiters.feed(chunk) <= MAX_FILES_PER_REQUEST + OTHER_PARTS
+            && self.paths.seen <= 2 * MAX_FILES_PER_REQUEST
     }
 }
 
@@ -86,14 +115,22 @@ pub async fn read_request(
         let stream = body.into_data_stream().map_err(std::io::Error::other).map(move |chunk| {
             let chunk = chunk?;
             if let Some(counter) = counter.as_mut() {
-                if counter.feed(&chunk) > MAX_FILES_PER_REQUEST + OTHER_PARTS {
+                if !counter.feed(&chunk) {
                     flag.store(true, Ordering::Relaxed);
                     return Err(std::io::Error::other("too many parts"));
                 }
             }
             Ok(chunk)
         });
-        async_graphql::http::receive_body(content_type, stream.into_async_read(), options).await
+        // async-graphql asserts on some malformed bodies (an `operations`
+        // part declared as multipart): a bad request, not a crash.
+        let parsing = async_graphql::http::receive_body(content_type, stream.into_async_read(), options);
+        match std::panic::AssertUnwindSafe(parsing).catch_unwind().await {
+            Ok(parsed) => parsed,
+            Err(_) => {
+                return Err(error_response(StatusCode::BAD_REQUEST, "BAD_USER_INPUT", "malformed multipart request"))
+            }
+        }
     } else {
         let bytes = axum::body::to_bytes(body, MAX_JSON_BODY).await.map_err(|_| too_large())?;
         async_graphql::http::receive_body(content_type, &bytes[..], MultipartOptions::default()).await
@@ -120,12 +157,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn delimiters_are_counted_across_chunks() {
-        let mut counter = PartCounter::new("XyZ");
-        assert_eq!(counter.feed(b"--XyZ\r\nabc\r\n--X"), 1);
-        assert_eq!(counter.feed(b"yZ\r\ndata--"), 2);
-        assert_eq!(counter.feed(b"XyZ--XyZ"), 4);
-        assert_eq!(counter.feed(b""), 4);
+    fn patterns_are_counted_across_chunks() {
+        let mut needle = Needle::new(b"--XyZ".to_vec());
+        assert_eq!(needle.feed(b"--XyZ\r\nabc\r\n--X"), 1);
+        assert_eq!(needle.feed(b"yZ\r\ndata--"), 2);
+        assert_eq!(needle.feed(b"XyZ--XyZ"), 4);
+        assert_eq!(needle.feed(b""), 4);
+    }
+
+    #[test]
+    fn a_map_naming_too_many_paths_is_refused() {
+        let mut counter = PartCounter::new("B");
+        assert!(counter.feed(b"--B\r\n{\"query\":\"...\"}\r\n--B\r\n{\"0\":["));
+        let paths = "\"variables.x.0\",".repeat(2 * MAX_FILES_PER_REQUEST + 1);
+        assert!(!counter.feed(paths.as_bytes()));
     }
 
     #[test]
@@ -133,5 +178,6 @@ mod tests {
         assert_eq!(boundary("multipart/form-data; boundary=abc123").as_deref(), Some("abc123"));
         assert_eq!(boundary("multipart/form-data; Boundary=\"a b\"; x=y").as_deref(), Some("a b"));
         assert_eq!(boundary("multipart/form-data").as_deref(), None);
+        assert_eq!(boundary("multipart/form-data; xboundary=Q; boundary=XX").as_deref(), Some("XX"));
     }
 }

@@ -55,7 +55,32 @@ where
         }
         tokio::time::sleep(Duration::from_millis(10 + rand::random::<u64>() % 20)).await;
     }
+    // Given back even when the caller stops waiting (a dropped request).
+    let mut held = Held { db: db.clone(), name, holder: Some(holder) };
     let result = work().await;
-    on_db!(db, pool => sqlx::query(GIVE_BACK).bind(name).bind(&holder).execute(pool).await.map(|_| ()))?;
+    if let Some(holder) = held.holder.take() {
+        give_back(db, name, &holder).await?;
+    }
     Ok(result)
+}
+
+async fn give_back(db: &Db, name: &str, holder: &str) -> Result<(), sqlx::Error> {
+    on_db!(db, pool => sqlx::query(GIVE_BACK).bind(name).bind(holder).execute(pool).await.map(|_| ()))
+}
+
+struct Held {
+    db: Db,
+    name: &'static str,
+    holder: Option<String>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let (Some(holder), Ok(runtime)) = (self.holder.take(), tokio::runtime::Handle::try_current()) {
+            let (db, name) = (self.db.clone(), self.name);
+            runtime.spawn(async move {
+                let _ = give_back(&db, name, &holder).await;
+            });
+        }
+    }
 }

@@ -43,6 +43,12 @@ pub struct NewUser {
     pub version: i64,
 }
 
+/// What a search matches: title and description lower-cased here, since
+/// SQLite's `lower()` folds ASCII only.
+fn search_text(ticket: &NewTicket) -> String {
+    format!("{}\n{}", ticket.title, ticket.description).to_lowercase()
+}
+
 /// A batch's writes, folded.
 #[derive(Debug, Default)]
 pub struct Batch {
@@ -166,13 +172,13 @@ macro_rules! batch_executor {
             for rows in batch.tickets.chunks(ROWS_PER_INSERT) {
                 let mut sql = QueryBuilder::<$db>::new(
                     "INSERT INTO tickets (id, title, description, priority, priority_rank, status, reporter_id, \
-                     assignee_id, created_at, updated_at, version, notes_envelope, deleted_at) ",
+                     assignee_id, created_at, updated_at, version, notes_envelope, deleted_at, search_text) ",
                 );
                 sql.push_values(rows, |mut b, t| {
                     b.push_bind(t.id).push_bind(&t.title).push_bind(&t.description).push_bind(t.priority);
                     b.push_bind(t.priority_rank).push_bind(t.status).push_bind(t.reporter).push_bind(t.assignee);
                     b.push_bind(t.created_at).push_bind(t.updated_at).push_bind(t.version);
-                    b.push_bind(&t.notes_envelope).push_bind(t.deleted_at);
+                    b.push_bind(&t.notes_envelope).push_bind(t.deleted_at).push_bind(search_text(t));
                 });
                 sql.build().execute(&mut *conn).await?;
             }

@@ -91,9 +91,12 @@ INSERT INTO projector_checkpoints (name, transaction_id, position) VALUES ($1, C
 ON CONFLICT (name) DO UPDATE SET transaction_id = excluded.transaction_id, position = excluded.position
  WHERE projector_checkpoints.position = $4";
 
+/// The checkpoint goes back to zero rather than away: a projector that read
+/// the old one (a server left running beside a rebuild) then fails its
+/// compare-and-set instead of re-creating the row from where it was.
 const CLEAR_READ_MODELS: &str =
     "DELETE FROM ticket_history; DELETE FROM attachments; DELETE FROM tickets; DELETE FROM users; \
-    DELETE FROM projector_checkpoints;";
+    UPDATE projector_checkpoints SET transaction_id = '0', position = 0;";
 
 /// The newest sequence this process's projector has applied per stream, so
 /// a waiting mutation learns it is visible without asking the database.

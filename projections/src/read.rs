@@ -70,6 +70,13 @@ pub struct AttachmentRow {
 const ATTACHMENT_COLUMNS: &str =
     "SELECT id, ticket_id, filename, content_type, size, sha256, uploaded_by, uploaded_at FROM attachments";
 
+#[derive(sqlx::FromRow)]
+struct TicketHistoryRow {
+    ticket_id: Uuid,
+    #[sqlx(flatten)]
+    entry: HistoryRow,
+}
+
 /// The orders a ticket list can take; each ends in `id` so keys are unique.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TicketOrder {
@@ -156,8 +163,7 @@ macro_rules! ticket_list_query {
         }
         if let Some(search) = q.search.as_deref().filter(|s| !s.trim().is_empty()) {
             let pattern = like_pattern(search.trim());
-            sql.push(" AND (lower(title) LIKE ").push_bind(pattern.clone()).push(" ESCAPE '\\'");
-            sql.push(" OR lower(description) LIKE ").push_bind(pattern).push(" ESCAPE '\\')");
+            sql.push(" AND search_text LIKE ").push_bind(pattern).push(" ESCAPE '\\'");
         }
         let order = q.order.unwrap_or(TicketOrder::CreatedDesc);
         if let Some(key) = &q.after {
@@ -236,6 +242,49 @@ impl ReadModels {
         const SQL: &str = "SELECT sequence, at, actor_id, actor_role, action, field, from_value, to_value \
             FROM ticket_history WHERE ticket_id = $1 ORDER BY sequence";
         on_db!(&self.db, pool => sqlx::query_as(SQL).bind(ticket).fetch_all(pool).await)
+    }
+
+    /// The attachments of many tickets in one query, in the order added.
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub async fn attachments_of(&self, tickets: &[Uuid]) -> Result<Vec<AttachmentRow>, sqlx::Error> {
+        if tickets.is_empty() {
+            return Ok(Vec::new());
+        }
+        on_db!(&self.db, pool => {
+            let mut sql = QueryBuilder::new(ATTACHMENT_COLUMNS);
+            sql.push(" WHERE ticket_id IN (");
+            let mut list = sql.separated(", ");
+            for id in tickets {
+                list.push_bind(*id);
+            }
+            sql.push(") ORDER BY ticket_id, sequence");
+            sql.build_query_as().fetch_all(pool).await
+        })
+    }
+
+    /// The history of many tickets in one query, oldest first.
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub async fn histories(&self, tickets: &[Uuid]) -> Result<Vec<(Uuid, HistoryRow)>, sqlx::Error> {
+        if tickets.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<TicketHistoryRow> = on_db!(&self.db, pool => {
+            let mut sql = QueryBuilder::new(
+                "SELECT ticket_id, sequence, at, actor_id, actor_role, action, field, from_value, to_value \
+                 FROM ticket_history WHERE ticket_id IN (",
+            );
+            let mut list = sql.separated(", ");
+            for id in tickets {
+                list.push_bind(*id);
+            }
+            sql.push(") ORDER BY ticket_id, sequence");
+            sql.build_query_as().fetch_all(pool).await
+        })?;
+        Ok(rows.into_iter().map(|row| (row.ticket_id, row.entry)).collect())
     }
 
     /// A ticket's attachments in the order they were added.

@@ -75,6 +75,17 @@ impl Sessions {
         }
     }
 
+    /// Whether any token of the family has been revoked: a concurrent reuse
+    /// may revoke it just after this request spent its token.
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub async fn family_revoked(&self, family: Uuid) -> Result<bool, sqlx::Error> {
+        const SQL: &str = "SELECT COUNT(*) FROM refresh_tokens WHERE family_id = $1 AND revoked_at IS NOT NULL";
+        let revoked: i64 = on_db!(&self.db, pool => sqlx::query_scalar(SQL).bind(family).fetch_one(pool).await)?;
+        Ok(revoked > 0)
+    }
+
     /// Revokes the family `token` belongs to; false when it is unknown.
     ///
     /// # Errors

@@ -1,5 +1,6 @@
 //! The GraphQL schema (DESIGN §5): queries, mutations and their limits.
 
+mod limits;
 pub mod loaders;
 mod mutation;
 mod query;
@@ -26,7 +27,8 @@ pub fn schema(app: AppState) -> TicketsSchema {
     let builder = Schema::build(query::Query, mutation::Mutation, EmptySubscription)
         .data(app.clone())
         .limit_depth(10)
-        .limit_complexity(1_000)
+        .limit_complexity(5_000)
+        .extension(limits::ShapeLimits)
         .limit_recursive_depth(32)
         .limit_directives(8)
         .disable_suggestions();

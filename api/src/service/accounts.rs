@@ -54,14 +54,33 @@ impl App {
             return Err(ApiError::BadInput("an account with this email already exists".into()));
         }
         let password_hash = self.hasher.hash(password).await.map_err(ApiError::internal)?;
+        let registered = UserRow {
+            id: id.as_uuid(),
+            email: email.as_str().to_owned(),
+            display_name: display_name.as_str().to_owned(),
+            role: role.as_str().to_owned(),
+            disabled: false,
+            password_hash: password_hash.clone(),
+            created_at: chrono::Utc::now(),
+            version: 1,
+        };
         let command = AccountCommand::Register { email, display_name, password_hash, role };
         let version = self.write.account(id, command, actor).await?;
-        self.user_after(id.as_uuid(), version).await
+        self.user_after(id.as_uuid(), version, |_| Some(registered)).await
     }
 
-    async fn user_after(&self, id: Uuid, version: u64) -> ApiResult<UserRow> {
-        self.projected(Table::Users, id, version).await?;
-        self.read.user(id).await?.ok_or_else(|| ApiError::internal("user missing after write"))
+    /// The user as of `version`; while the projector lags, `expected`
+    /// builds it from the older row and what the command wrote.
+    async fn user_after(
+        &self,
+        id: Uuid,
+        version: u64,
+        expected: impl FnOnce(Option<UserRow>) -> Option<UserRow>,
+    ) -> ApiResult<UserRow> {
+        let visible = self.projected(Table::Users, id, version).await?;
+        let row = self.read.user(id).await?;
+        let row = if visible { row } else { expected(row) };
+        row.ok_or_else(|| ApiError::internal("user missing after write"))
     }
 
     /// Unknown emails, wrong passwords and disabled accounts all answer the
@@ -98,10 +117,17 @@ impl App {
             Err(Refused::Invalid) => return Err(ApiError::Unauthenticated("invalid refresh token")),
             Err(Refused::Reused) => return Err(ApiError::Unauthenticated("refresh token already used; sign in again")),
         };
-        match self.read.user(user_id).await? {
-            Some(user) if !user.disabled => self.start_session(user, Some(family)).await,
-            _ => Err(ApiError::Unauthenticated("invalid refresh token")),
+        let session = match self.read.user(user_id).await? {
+            Some(user) if !user.disabled => self.start_session(user, Some(family)).await?,
+            _ => return Err(ApiError::Unauthenticated("invalid refresh token")),
+        };
+        // A reuse racing this request revokes the family; the token just
+        // issued joined it afterwards, so look again and revoke it too.
+        if self.sessions.family_revoked(family).await? {
+            self.sessions.revoke(&session.refresh_token).await?;
+            return Err(ApiError::Unauthenticated("refresh token already used; sign in again"));
         }
+        Ok(session)
     }
 
     /// # Errors
@@ -120,7 +146,10 @@ impl App {
                 self.keep_an_admin(&target).await?;
             }
             let version = self.write.account(id, AccountCommand::ChangeRole { to: role }, actor).await?;
-            self.user_after(id.as_uuid(), version).await
+            self.user_after(id.as_uuid(), version, |row| {
+                row.map(|row| UserRow { role: role.as_str().to_owned(), ..row })
+            })
+            .await
         })
         .await
     }
@@ -172,7 +201,7 @@ impl App {
             if disabled {
                 self.sessions.revoke_user(id.as_uuid()).await?;
             }
-            self.user_after(id.as_uuid(), version).await
+            self.user_after(id.as_uuid(), version, |row| row.map(|row| UserRow { disabled, ..row })).await
         })
         .await
     }
@@ -182,6 +211,20 @@ impl App {
             return Err(ApiError::BadInput("cannot remove the last admin".into()));
         }
         Ok(())
+    }
+
+    /// Start-up's bootstrap admin: created when missing, otherwise left as
+    /// it is, so what admins later decide about it (a new password, a
+    /// demotion) is not undone at the next restart.
+    ///
+    /// # Errors
+    /// Invalid input or a store failure.
+    pub async fn bootstrap_admin(&self, email: &str, password: SecretString) -> ApiResult<UserRow> {
+        let parsed = Email::parse(email)?;
+        match self.read.user(UserId::for_email(&parsed).as_uuid()).await? {
+            Some(existing) => Ok(existing),
+            None => self.ensure_admin(email, "Administrator", password).await,
+        }
     }
 
     /// Creates an admin, or makes an existing account an admin with this
@@ -207,6 +250,6 @@ impl App {
         for command in [AccountCommand::ChangeRole { to: Role::Admin }, AccountCommand::Enable] {
             version = self.write.account(id, command, &actor).await?;
         }
-        self.user_after(id.as_uuid(), version).await
+        self.user_after(id.as_uuid(), version, |row| row).await
     }
 }

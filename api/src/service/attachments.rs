@@ -195,14 +195,26 @@ impl App {
         }
         let evidence = self.inspect_uploads(vec![upload]).await?;
         let id = evidence[0].id;
+        let added = AttachmentRow {
+            id: id.as_uuid(),
+            ticket_id: ticket.id,
+            filename: evidence[0].filename.clone(),
+            content_type: evidence[0].content_type.to_owned(),
+            size: i64::try_from(evidence[0].size).unwrap_or(i64::MAX),
+            sha256: evidence[0].sha256.clone(),
+            uploaded_by: Some(viewer.id),
+            uploaded_at: chrono::Utc::now(),
+        };
         let ticket_id = TicketId::from_uuid(ticket.id);
         let mut stored = self.store_evidence(ticket_id, evidence).await?;
         let command = TicketCommand::AddAttachment(stored.attachments.remove(0));
         let version = self.write.ticket(ticket_id, command, actor).await?;
-        self.projected(Table::Tickets, ticket.id, version).await?;
-        self.confirm_evidence(stored.files).await?;
+        let visible = self.projected(Table::Tickets, ticket.id, version).await?;
+        if visible {
+            self.confirm_evidence(stored.files).await?;
+        }
         tracing::info!(ticket.id = %ticket.id, attachment.id = %id, "attachment added");
-        self.read.attachment(id.as_uuid()).await?.ok_or_else(|| ApiError::internal("attachment missing after write"))
+        Ok(self.read.attachment(id.as_uuid()).await?.filter(|_| visible).unwrap_or(added))
     }
 
     /// The attachment and its ticket if the caller may download it: the

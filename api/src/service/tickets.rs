@@ -30,6 +30,29 @@ fn expected(version: Option<i32>) -> ApiResult<Option<u64>> {
         .transpose()
 }
 
+/// What a ticket row becomes once `update` is applied: the answer while
+/// the projector is held back.
+fn with_update(mut row: TicketRow, update: &TicketUpdate, version: u64) -> TicketRow {
+    if let Some(status) = update.status {
+        row.status = status.as_str().to_owned();
+    }
+    if let Some(priority) = update.priority {
+        row.priority = priority.as_str().to_owned();
+        row.priority_rank = projections::views::priority_rank(priority);
+    }
+    match update.assignee {
+        Some(AssigneeChange::Assign(user)) => row.assignee_id = Some(user.as_uuid()),
+        Some(AssigneeChange::Clear) => row.assignee_id = None,
+        None => {}
+    }
+    if let Some(notes) = &update.confidential_notes {
+        row.notes_envelope = Some(notes.ciphertext.clone());
+    }
+    row.version = i64::try_from(version).unwrap_or(i64::MAX);
+    row.updated_at = chrono::Utc::now();
+    row
+}
+
 impl App {
     /// The ticket if `viewer` may see it: admins see every ticket, deleted
     /// ones included; others see their own live tickets.
@@ -46,9 +69,19 @@ impl App {
         self.visible_ticket(viewer, id).await?.ok_or(ApiError::NotFound("ticket"))
     }
 
-    async fn ticket_after(&self, id: Uuid, version: u64) -> ApiResult<TicketRow> {
-        self.projected(Table::Tickets, id, version).await?;
-        self.read.ticket(id).await?.ok_or_else(|| ApiError::internal("ticket missing after write"))
+    /// The ticket as of `version`; while the projector lags, `expected`
+    /// builds it from the older row and what the command wrote, so a
+    /// mutation that landed never answers with an error.
+    async fn ticket_after(
+        &self,
+        id: Uuid,
+        version: u64,
+        expected: impl FnOnce(Option<TicketRow>) -> Option<TicketRow>,
+    ) -> ApiResult<TicketRow> {
+        let visible = self.projected(Table::Tickets, id, version).await?;
+        let row = self.read.ticket(id).await?;
+        let row = if visible { row } else { expected(row) };
+        row.ok_or_else(|| ApiError::internal("ticket missing after write"))
     }
 
     /// # Errors
@@ -76,7 +109,23 @@ impl App {
         };
         let version = self.write.ticket(id, command, actor).await?;
         tracing::info!(ticket.id = %id, "ticket opened");
-        let ticket = self.ticket_after(id.as_uuid(), version).await?;
+        let now = chrono::Utc::now();
+        let opened = TicketRow {
+            id: id.as_uuid(),
+            title: title.as_str().to_owned(),
+            description: description.as_str().to_owned(),
+            priority: Priority::Medium.as_str().to_owned(),
+            priority_rank: projections::views::priority_rank(Priority::Medium),
+            status: Status::Open.as_str().to_owned(),
+            reporter_id: viewer.id,
+            assignee_id: None,
+            created_at: now,
+            updated_at: now,
+            version: i64::try_from(version).unwrap_or(i64::MAX),
+            notes_envelope: None,
+            deleted_at: None,
+        };
+        let ticket = self.ticket_after(id.as_uuid(), version, |_| Some(opened)).await?;
         self.confirm_evidence(stored.files).await?;
         Ok(ticket)
     }
@@ -108,6 +157,8 @@ impl App {
             (None, false) => None,
         };
         let notes = edit.confidential_notes.as_deref().map(Notes::parse).transpose()?;
+        // Clearing notes that were never set changes nothing.
+        let notes = notes.filter(|n| !(n.as_str().is_empty() && ticket.notes_envelope.is_none()));
         let expected_version = expected(edit.expected_version)?;
         let confidential_notes = match notes {
             Some(notes) => Some(self.seal(ticket_id, SealedField::ConfidentialNotes, notes.as_str()).await?),
@@ -120,8 +171,8 @@ impl App {
             confidential_notes,
             expected_version,
         };
-        let version = self.write.ticket(ticket_id, TicketCommand::Update(update), actor).await?;
-        self.ticket_after(ticket.id, version).await
+        let version = self.write.ticket(ticket_id, TicketCommand::Update(update.clone()), actor).await?;
+        self.ticket_after(ticket.id, version, |row| row.map(|row| with_update(row, &update, version))).await
     }
 
     async fn seal(&self, ticket: TicketId, field: SealedField, text: &str) -> ApiResult<SealedText> {
