@@ -36,7 +36,7 @@ impl Blobs {
     ///
     /// # Errors
     /// When the folder cannot be created or the URL is not understood.
-    pub fn open(url: Option<&str>, data_dir: &FsPath) -> anyhow::Result<Self> {
+    pub fn open(url: Option<&str>, data_dir: &FsPath, options: &[(String, String)]) -> anyhow::Result<Self> {
         match url.filter(|u| !u.is_empty() && *u != "file") {
             None => {
                 let dir = data_dir.join("blobs");
@@ -53,9 +53,7 @@ impl Blobs {
             }
             Some(url) => {
                 let parsed = url::Url::parse(url).context("TICKETS_BLOB_STORE is not a URL")?;
-                let options = std::env::vars()
-                    .filter(|(key, _)| key.starts_with("AWS_"))
-                    .map(|(key, value)| (key.to_ascii_lowercase(), value));
+                let options = options.iter().map(|(key, value)| (key.as_str(), value.as_str()));
                 let (store, prefix) =
                     object_store::parse_url_opts(&parsed, options).context("TICKETS_BLOB_STORE is not usable")?;
                 Ok(Self { store: Arc::from(store), root: prefix.join(PREFIX) })

@@ -76,6 +76,8 @@ pub struct Settings {
     pub master_keys: Option<SecretString>,
     pub max_upload_bytes: u64,
     pub blob_store: String,
+    /// `object_store` options for a bucket: the `AWS_*` variables, lower-cased.
+    pub blob_options: Vec<(String, String)>,
     pub admin_email: Option<String>,
     pub admin_password: Option<SecretString>,
     pub introspection: bool,
@@ -95,6 +97,10 @@ impl From<Options> for Settings {
             master_keys: options.master_keys.filter(|s| !s.is_empty()).map(SecretString::from),
             max_upload_bytes: options.max_upload_bytes,
             blob_store: options.blob_store,
+            blob_options: std::env::vars()
+                .filter(|(key, _)| key.starts_with("AWS_"))
+                .map(|(key, value)| (key.to_ascii_lowercase(), value))
+                .collect(),
             admin_email: options.admin_email.filter(|s| !s.is_empty()),
             admin_password: options.admin_password.filter(|s| !s.is_empty()).map(SecretString::from),
             introspection: options.introspection,
@@ -117,6 +123,7 @@ impl Settings {
             master_keys: Some(SecretString::from(commands::cipher::MasterKeys::generate("test").1)),
             max_upload_bytes: 10 * 1024 * 1024,
             blob_store: "file".to_owned(),
+            blob_options: Vec::new(),
             admin_email: None,
             admin_password: None,
             introspection: true,

@@ -12,6 +12,7 @@ mod support;
 mod common;
 
 mod accepted;
+mod bucket;
 mod concurrency;
 mod download;
 mod filenames;
