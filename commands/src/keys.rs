@@ -1,10 +1,12 @@
 //! The key ring: each ticket's data key, stored wrapped by a master key.
 //! Deleting a ticket's row shreds its sealed text in every event.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use domain::values::TicketId;
 use thiserror::Error;
+use uuid::Uuid;
 
 use crate::cipher::{CipherError, DataKey, MasterKeys, WrappedKey};
 use crate::db::Db;
@@ -53,6 +55,28 @@ impl KeyRing {
         row.map(|(kid, ciphertext)| self.master.unwrap(ticket.as_uuid(), &WrappedKey { kid, ciphertext }))
             .transpose()
             .map_err(KeyError::from)
+    }
+
+    /// The data keys of many tickets in one query; shredded ones are absent.
+    ///
+    /// # Errors
+    /// When the store fails or a row names an unknown master key.
+    pub async fn get_many(&self, tickets: &[Uuid]) -> Result<HashMap<Uuid, DataKey>, KeyError> {
+        if tickets.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let rows: Vec<(Uuid, String, String)> = on_db!(&self.db, pool => {
+            let mut sql = sqlx::QueryBuilder::new("SELECT ticket_id, kid, wrapped FROM data_keys WHERE ticket_id IN (");
+            let mut list = sql.separated(", ");
+            for id in tickets {
+                list.push_bind(*id);
+            }
+            sql.push(")");
+            sql.build_query_as().fetch_all(pool).await
+        })?;
+        rows.into_iter()
+            .map(|(ticket, kid, ciphertext)| Ok((ticket, self.master.unwrap(ticket, &WrappedKey { kid, ciphertext })?)))
+            .collect()
     }
 
     /// Destroys a ticket's data key: its sealed text can never be read again.

@@ -21,7 +21,6 @@ use commands::on_db;
 use cqrs_es::Aggregate;
 use domain::account::{Account, AccountEvent};
 use domain::ticket::{Ticket, TicketEvent};
-use domain::values::TicketId;
 use serde_json::Value;
 use sqlx::{Connection, PgConnection};
 use tokio::sync::{watch, Notify};
@@ -337,7 +336,18 @@ impl Projector {
     }
 
     async fn writes_for(&self, rows: &[EventRow]) -> anyhow::Result<Vec<Write>> {
-        let mut keys = HashMap::new();
+        // Every key the batch needs, in one query.
+        let needing_keys: Vec<Uuid> = rows
+            .iter()
+            .filter(|row| {
+                row.aggregate_type == Ticket::TYPE
+                    && (row.sequence == 1 || row.payload.get("AttachmentAdded").is_some())
+            })
+            .filter_map(|row| Uuid::parse_str(&row.aggregate_id).ok())
+            .collect::<std::collections::HashSet<_>>()
+            .into_iter()
+            .collect();
+        let keys = self.keys.get_many(&needing_keys).await?;
         let mut writes = Vec::with_capacity(rows.len() * 2);
         for row in rows {
             let meta = Meta::from_json(&row.metadata, row.recorded_at);
@@ -346,12 +356,7 @@ impl Projector {
             match row.aggregate_type.as_str() {
                 Ticket::TYPE => {
                     let event: TicketEvent = decode(row)?;
-                    let needs_key =
-                        matches!(event, TicketEvent::TicketOpened { .. } | TicketEvent::AttachmentAdded { .. });
-                    if needs_key && !keys.contains_key(&id) {
-                        keys.insert(id, self.keys.get(TicketId::from_uuid(id)).await?);
-                    }
-                    let key = keys.get(&id).and_then(Option::as_ref);
+                    let key = keys.get(&id);
                     let open = |field, sealed: &_| key.and_then(|key| key.open(id, field, sealed).ok());
                     writes.extend(ticket_writes(id, row.sequence, &event, &meta, &open));
                 }
