@@ -1,0 +1,141 @@
+//! Where the CPU went during a measurement, from `/proc`: this process
+//! (the in-process server and the benchmark client together; with
+//! `--target --server-pid`, that server process alone), the
+//! PostgreSQL backends serving the benchmark's database (recognised by the
+//! database name in their process title; all `postgres` processes when no
+//! name is known), and everything else on the machine: PostgreSQL's shared
+//! background processes (WAL writer, checkpointer, autovacuum) and any other
+//! work competing for the same cores, which makes a run noisy.
+//!
+//! Times are in USER_HZ ticks, which Linux fixes at 100 a second.
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use serde::Serialize;
+
+const TICKS_PER_SECOND: f64 = 100.0;
+
+static DATABASE: OnceLock<String> = OnceLock::new();
+static SERVER: OnceLock<u32> = OnceLock::new();
+
+/// Counts process `pid` (a `--target` server) instead of this process.
+pub fn watch_server(pid: u32) {
+    let _ = SERVER.set(pid);
+}
+
+/// Counts only the backends of database `name` as PostgreSQL's share.
+pub fn watch_database(name: &str) {
+    let _ = DATABASE.set(name.to_owned());
+}
+
+/// CPU counters at one moment, in seconds.
+#[derive(Debug, Clone, Copy)]
+pub struct Sample {
+    at: Instant,
+    process: f64,
+    postgres: f64,
+    machine: f64,
+}
+
+/// CPU seconds spent between two samples.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Usage {
+    pub wall_s: f64,
+    pub process_s: f64,
+    pub postgres_s: f64,
+    pub other_s: f64,
+}
+
+/// utime + stime of one `/proc/<pid>/stat`, and the command name.
+fn process_ticks(stat: &str) -> Option<(String, f64)> {
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let comm = stat.get(open + 1..close)?.to_owned();
+    let fields: Vec<&str> = stat.get(close + 1..)?.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((comm, utime + stime))
+}
+
+fn postgres_ticks() -> f64 {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return 0.0 };
+    entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
+        .filter(|e| {
+            DATABASE.get().is_none_or(|name| {
+                std::fs::read(e.path().join("cmdline")).is_ok_and(|title| contains(&title, name.as_bytes()))
+            })
+        })
+        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+        .filter_map(|stat| process_ticks(&stat))
+        .filter(|(comm, _)| comm == "postgres")
+        .map(|(_, ticks)| ticks)
+        .sum()
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && haystack.windows(needle.len()).any(|window| window == needle)
+}
+
+/// Busy ticks of all cores: everything but idle and iowait.
+fn machine_ticks() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/stat") else { return 0.0 };
+    let Some(line) = stat.lines().find(|l| l.starts_with("cpu ")) else { return 0.0 };
+    let values: Vec<f64> = line.split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect();
+    let get = |i: usize| values.get(i).copied().unwrap_or(0.0);
+    // user nice system idle iowait irq softirq steal (guest time is inside user).
+    get(0) + get(1) + get(2) + get(5) + get(6) + get(7)
+}
+
+pub fn sample() -> Sample {
+    let path = SERVER.get().map_or_else(|| "/proc/self/stat".to_owned(), |pid| format!("/proc/{pid}/stat"));
+    let process =
+        std::fs::read_to_string(path).ok().and_then(|stat| process_ticks(&stat)).map_or(0.0, |(_, ticks)| ticks);
+    Sample {
+        at: Instant::now(),
+        process: process / TICKS_PER_SECOND,
+        postgres: postgres_ticks() / TICKS_PER_SECOND,
+        machine: machine_ticks() / TICKS_PER_SECOND,
+    }
+}
+
+impl Sample {
+    /// What was spent since this sample.
+    pub fn usage(&self) -> Usage {
+        let now = sample();
+        let process_s = (now.process - self.process).max(0.0);
+        let postgres_s = (now.postgres - self.postgres).max(0.0);
+        let machine = (now.machine - self.machine).max(0.0);
+        Usage {
+            wall_s: now.at.duration_since(self.at).as_secs_f64(),
+            process_s,
+            postgres_s,
+            other_s: (machine - process_s - postgres_s).max(0.0),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_lines_with_spaces_in_the_name_parse() {
+        let stat = "42 (tokio worker) S 1 42 42 0 -1 4194304 100 0 0 0 250 50 0 0 20 0 9 0 1 2 3";
+        assert_eq!(process_ticks(stat), Some(("tokio worker".to_owned(), 300.0)));
+    }
+
+    #[test]
+    fn this_process_uses_cpu() {
+        let before = sample();
+        let mut x = 0u64;
+        for i in 0..20_000_000u64 {
+            x = x.wrapping_mul(31).wrapping_add(i);
+        }
+        assert!(x != 1);
+        let usage = before.usage();
+        assert!(usage.wall_s > 0.0 && usage.process_s >= 0.0);
+    }
+}
