@@ -28,6 +28,20 @@ macro_rules! on_db {
     };
 }
 
+/// Appends `(id, id, …)` as bound parameters, for `… IN` on either store.
+pub fn push_id_list<'a, DB>(sql: &mut sqlx::QueryBuilder<'a, DB>, ids: &'a [uuid::Uuid])
+where
+    DB: sqlx::Database,
+    uuid::Uuid: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    sql.push("(");
+    let mut list = sql.separated(", ");
+    for id in ids {
+        list.push_bind(*id);
+    }
+    sql.push(")");
+}
+
 /// How many connections a pool opens at most; measured best at 4–16 here.
 const MAX_CONNECTIONS: u32 = 16;
 

@@ -66,12 +66,8 @@ impl KeyRing {
             return Ok(HashMap::new());
         }
         let rows: Vec<(Uuid, String, String)> = on_db!(&self.db, pool => {
-            let mut sql = sqlx::QueryBuilder::new("SELECT ticket_id, kid, wrapped FROM data_keys WHERE ticket_id IN (");
-            let mut list = sql.separated(", ");
-            for id in tickets {
-                list.push_bind(*id);
-            }
-            sql.push(")");
+            let mut sql = sqlx::QueryBuilder::new("SELECT ticket_id, kid, wrapped FROM data_keys WHERE ticket_id IN ");
+            crate::db::push_id_list(&mut sql, tickets);
             sql.build_query_as().fetch_all(pool).await
         })?;
         rows.into_iter()

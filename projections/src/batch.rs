@@ -190,10 +190,11 @@ macro_rules! batch_executor {
                     "INSERT INTO attachments (id, ticket_id, filename, content_type, size, sha256, uploaded_by, \
                      uploaded_at, sequence) ",
                 );
-                sql.push_values(rows, |mut b, a| {
+                sql.push_values(rows, |mut b, added| {
+                    let a = &added.row;
                     b.push_bind(a.id).push_bind(a.ticket_id).push_bind(&a.filename).push_bind(&a.content_type);
                     b.push_bind(a.size).push_bind(&a.sha256).push_bind(a.uploaded_by).push_bind(a.uploaded_at);
-                    b.push_bind(a.sequence);
+                    b.push_bind(added.sequence);
                 });
                 sql.build().execute(&mut *conn).await?;
             }

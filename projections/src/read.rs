@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use commands::db::push_id_list;
 use commands::db::Db;
 use commands::on_db;
 use sqlx::QueryBuilder;
@@ -55,7 +56,7 @@ pub struct HistoryRow {
     pub to_value: Option<String>,
 }
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct AttachmentRow {
     pub id: Uuid,
     pub ticket_id: Uuid,
@@ -254,12 +255,9 @@ impl ReadModels {
         }
         on_db!(&self.db, pool => {
             let mut sql = QueryBuilder::new(ATTACHMENT_COLUMNS);
-            sql.push(" WHERE ticket_id IN (");
-            let mut list = sql.separated(", ");
-            for id in tickets {
-                list.push_bind(*id);
-            }
-            sql.push(") ORDER BY ticket_id, sequence");
+            sql.push(" WHERE ticket_id IN ");
+            push_id_list(&mut sql, tickets);
+            sql.push(" ORDER BY ticket_id, sequence");
             sql.build_query_as().fetch_all(pool).await
         })
     }
@@ -275,13 +273,10 @@ impl ReadModels {
         let rows: Vec<TicketHistoryRow> = on_db!(&self.db, pool => {
             let mut sql = QueryBuilder::new(
                 "SELECT ticket_id, sequence, at, actor_id, actor_role, action, field, from_value, to_value \
-                 FROM ticket_history WHERE ticket_id IN (",
+                 FROM ticket_history WHERE ticket_id IN ",
             );
-            let mut list = sql.separated(", ");
-            for id in tickets {
-                list.push_bind(*id);
-            }
-            sql.push(") ORDER BY ticket_id, sequence");
+            push_id_list(&mut sql, tickets);
+            sql.push(" ORDER BY ticket_id, sequence");
             sql.build_query_as().fetch_all(pool).await
         })?;
         Ok(rows.into_iter().map(|row| (row.ticket_id, row.entry)).collect())
@@ -330,12 +325,8 @@ impl ReadModels {
         }
         on_db!(&self.db, pool => {
             let mut sql = QueryBuilder::new(USER_COLUMNS);
-            sql.push(" WHERE id IN (");
-            let mut list = sql.separated(", ");
-            for id in ids {
-                list.push_bind(*id);
-            }
-            sql.push(")");
+            sql.push(" WHERE id IN ");
+            push_id_list(&mut sql, ids);
             sql.build_query_as().fetch_all(pool).await
         })
     }

@@ -109,14 +109,16 @@ pub fn ticket_writes(
             let filename = text(SealedField::AttachmentName, filename);
             vec![
                 Write::InsertAttachment(AttachmentRow {
-                    id: id.as_uuid(),
-                    ticket_id: ticket,
-                    filename: filename.clone(),
-                    content_type: content_type.clone(),
-                    size: i64::try_from(*size).unwrap_or(i64::MAX),
-                    sha256: sha256.clone(),
-                    uploaded_by: meta.actor_id,
-                    uploaded_at: meta.at,
+                    row: crate::read::AttachmentRow {
+                        id: id.as_uuid(),
+                        ticket_id: ticket,
+                        filename: filename.clone(),
+                        content_type: content_type.clone(),
+                        size: i64::try_from(*size).unwrap_or(i64::MAX),
+                        sha256: sha256.clone(),
+                        uploaded_by: meta.actor_id,
+                        uploaded_at: meta.at,
+                    },
                     sequence,
                 }),
                 update(TicketChange::Touched),

@@ -60,17 +60,11 @@ pub enum UserChange {
     Disabled(bool),
 }
 
-/// One attachment of a ticket, its name opened for display.
+/// One attachment of a ticket, its name opened for display, and the
+/// sequence of the event that added it (its order on the ticket).
 #[derive(Debug, Clone, PartialEq)]
 pub struct AttachmentRow {
-    pub id: Uuid,
-    pub ticket_id: Uuid,
-    pub filename: String,
-    pub content_type: String,
-    pub size: i64,
-    pub sha256: String,
-    pub uploaded_by: Option<Uuid>,
-    pub uploaded_at: DateTime<Utc>,
+    pub row: crate::read::AttachmentRow,
     pub sequence: i64,
 }
 
