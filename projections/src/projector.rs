@@ -59,13 +59,16 @@ struct EventRow {
     recorded_at: DateTime<Utc>,
 }
 
+/// Ordered by the table's columns, not the selected alias of the same name,
+/// so the `(transaction_id, position)` index serves it (an alias sort is a
+/// full scan and sort per batch).
 const READ_POSTGRES: &str = "
 SELECT position, transaction_id::text::bigint AS transaction_id, aggregate_type, aggregate_id, sequence,
        event_version, payload, metadata, recorded_at
   FROM events
  WHERE (transaction_id, position) > ($1::text::xid8, $2)
    AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
- ORDER BY transaction_id, position
+ ORDER BY events.transaction_id, events.position
  LIMIT $3";
 
 const READ_SQLITE: &str = "
@@ -250,6 +253,10 @@ impl Projector {
                 "a long-running transaction holds the projector back; try again when it ends"
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if let Db::Postgres(pool) = &self.db {
+            // Fresh tables have no statistics; lists would be planned blind.
+            sqlx::query("ANALYZE tickets, ticket_history, attachments, users").execute(pool).await?;
         }
         release(leader).await?;
         Ok(total)
