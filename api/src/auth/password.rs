@@ -79,8 +79,9 @@ impl PasswordHasher {
     /// Computes the dummy hash on the calling thread (one hash, ~28 ms):
     /// build it at start-up, not per request.
     pub fn new() -> Self {
+        // One core stays free for everything else during a burst of sign-ins.
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        Self::with_concurrency(cores)
+        Self::with_concurrency(cores.saturating_sub(1).max(1))
     }
 
     /// A hasher allowing at most `max_concurrent` (at least 1) hashes at once.

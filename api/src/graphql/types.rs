@@ -146,10 +146,18 @@ impl Ticket {
         let admin = caller(ctx).viewer()?.is_admin();
         let loader = ctx.data_unchecked::<super::loaders::Histories>();
         let rows = loader.load_one(self.0.id).await?.unwrap_or_default();
+        let mut actors = std::collections::HashMap::new();
+        if ctx.look_ahead().field("actor").exists() {
+            let ids: std::collections::HashSet<uuid::Uuid> = rows.iter().filter_map(|row| row.actor_id).collect();
+            actors = ctx.data_unchecked::<super::loaders::Users>().load_many(ids).await?;
+        }
         Ok(rows
             .into_iter()
             .filter(|row| admin || row.field.as_deref() != Some("confidentialNotes"))
-            .map(AuditEntry)
+            .map(|row| {
+                let actor = row.actor_id.and_then(|id| actors.get(&id).cloned());
+                AuditEntry(row, actor)
+            })
             .collect())
     }
 }
@@ -189,7 +197,9 @@ impl Attachment {
     }
 }
 
-pub struct AuditEntry(pub HistoryRow);
+/// One history line and, when asked for, its actor (resolved once for the
+/// whole history rather than once per line).
+pub struct AuditEntry(pub HistoryRow, pub Option<UserRow>);
 
 #[Object]
 impl AuditEntry {
@@ -199,11 +209,8 @@ impl AuditEntry {
     async fn at(&self) -> DateTime<Utc> {
         self.0.at
     }
-    async fn actor(&self, ctx: &Context<'_>) -> ApiResult<Option<User>> {
-        match self.0.actor_id {
-            Some(id) => user_by_id(ctx, id).await,
-            None => Ok(None),
-        }
+    async fn actor(&self) -> Option<User> {
+        self.1.clone().map(User)
     }
     async fn action(&self) -> &str {
         &self.0.action
