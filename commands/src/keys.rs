@@ -49,12 +49,7 @@ impl KeyRing {
     /// # Errors
     /// When the store fails or the master key named by the row is unknown.
     pub async fn get(&self, ticket: TicketId) -> Result<Option<DataKey>, KeyError> {
-        const SQL: &str = "SELECT kid, wrapped FROM data_keys WHERE ticket_id = $1";
-        let row: Option<(String, String)> =
-            on_db!(&self.db, pool => sqlx::query_as(SQL).bind(ticket.as_uuid()).fetch_optional(pool).await)?;
-        row.map(|(kid, ciphertext)| self.master.unwrap(ticket.as_uuid(), &WrappedKey { kid, ciphertext }))
-            .transpose()
-            .map_err(KeyError::from)
+        Ok(self.get_many(&[ticket.as_uuid()]).await?.remove(&ticket.as_uuid()))
     }
 
     /// The data keys of many tickets in one query; shredded ones are absent.
@@ -73,16 +68,6 @@ impl KeyRing {
         rows.into_iter()
             .map(|(ticket, kid, ciphertext)| Ok((ticket, self.master.unwrap(ticket, &WrappedKey { kid, ciphertext })?)))
             .collect()
-    }
-
-    /// Destroys a ticket's data key: its sealed text can never be read again.
-    ///
-    /// # Errors
-    /// When the store fails.
-    pub async fn shred(&self, ticket: TicketId) -> Result<bool, KeyError> {
-        const SQL: &str = "DELETE FROM data_keys WHERE ticket_id = $1";
-        let done = on_db!(&self.db, pool => sqlx::query(SQL).bind(ticket.as_uuid()).execute(pool).await.map(|r| r.rows_affected()))?;
-        Ok(done > 0)
     }
 
     /// Re-wraps every data key not yet under the active master key, so an

@@ -240,9 +240,7 @@ impl ReadModels {
     /// # Errors
     /// When the store fails.
     pub async fn history(&self, ticket: Uuid) -> Result<Vec<HistoryRow>, sqlx::Error> {
-        const SQL: &str = "SELECT sequence, at, actor_id, actor_role, action, field, from_value, to_value \
-            FROM ticket_history WHERE ticket_id = $1 ORDER BY sequence";
-        on_db!(&self.db, pool => sqlx::query_as(SQL).bind(ticket).fetch_all(pool).await)
+        Ok(self.histories(&[ticket]).await?.into_iter().map(|(_, row)| row).collect())
     }
 
     /// The attachments of many tickets in one query, in the order added.
@@ -287,8 +285,7 @@ impl ReadModels {
     /// # Errors
     /// When the store fails.
     pub async fn attachments(&self, ticket: Uuid) -> Result<Vec<AttachmentRow>, sqlx::Error> {
-        let sql = format!("{ATTACHMENT_COLUMNS} WHERE ticket_id = $1 ORDER BY sequence");
-        on_db!(&self.db, pool => sqlx::query_as(&sql).bind(ticket).fetch_all(pool).await)
+        self.attachments_of(&[ticket]).await
     }
 
     /// # Errors
