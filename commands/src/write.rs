@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use cqrs_es::event_sink::EventSink;
-use cqrs_es::persist::PersistedEventStore;
-use cqrs_es::{Aggregate, AggregateError, EventStore};
+use cqrs_es::persist::{EventStoreAggregateContext, PersistedEventRepository, PersistedEventStore};
+use cqrs_es::{Aggregate, AggregateError, EventEnvelope, EventStore};
 use domain::account::{Account, AccountCommand};
 use domain::ticket::{Ticket, TicketCommand};
 use domain::values::{Role, TicketId, UserId};
@@ -89,6 +89,7 @@ fn store_error<E: std::error::Error>(error: AggregateError<E>) -> WriteError<E> 
 
 pub struct WriteSide {
     db: Db,
+    repo: EventRepo,
     tickets: Store<Ticket>,
     accounts: Store<Account>,
     appended: Arc<Notify>,
@@ -96,7 +97,13 @@ pub struct WriteSide {
 
 impl WriteSide {
     pub fn new(db: Db) -> Self {
-        Self { tickets: snapshot_store(&db), accounts: snapshot_store(&db), db, appended: Arc::new(Notify::new()) }
+        Self {
+            tickets: snapshot_store(&db),
+            accounts: snapshot_store(&db),
+            repo: EventRepo::new(&db),
+            db,
+            appended: Arc::new(Notify::new()),
+        }
     }
 
     pub fn db(&self) -> &Db {
@@ -118,7 +125,8 @@ impl WriteSide {
         command: TicketCommand,
         actor: &Actor,
     ) -> Result<u64, WriteError<domain::ticket::TicketError>> {
-        self.execute(&self.tickets, &id.to_string(), command, actor).await
+        let new_stream = matches!(command, TicketCommand::Open { .. });
+        self.execute(&self.tickets, &id.to_string(), command, new_stream, actor).await
     }
 
     /// Runs an account command; returns the account's version afterwards.
@@ -131,7 +139,38 @@ impl WriteSide {
         command: AccountCommand,
         actor: &Actor,
     ) -> Result<u64, WriteError<domain::account::AccountError>> {
-        self.execute(&self.accounts, &id.to_string(), command, actor).await
+        let new_stream = matches!(command, AccountCommand::Register { .. });
+        self.execute(&self.accounts, &id.to_string(), command, new_stream, actor).await
+    }
+
+    /// The aggregate from its snapshot and the events after it, read in one
+    /// statement. A snapshot of an older shape of the aggregate is ignored
+    /// (and overwritten at the next snapshot) and the stream replayed.
+    async fn load<A: Aggregate>(&self, id: &str) -> Result<EventStoreAggregateContext<A>, AggregateError<A::Error>> {
+        let stored = self.repo.load_stream::<A>(id).await?;
+        let mut context = EventStoreAggregateContext {
+            aggregate_id: id.to_owned(),
+            aggregate: A::default(),
+            current_sequence: 0,
+            current_snapshot: None,
+        };
+        let mut events = stored.events;
+        if let Some(snapshot) = stored.snapshot {
+            context.current_snapshot = Some(snapshot.current_snapshot);
+            match serde_json::from_value(snapshot.aggregate) {
+                Ok(aggregate) => {
+                    context.aggregate = aggregate;
+                    context.current_sequence = snapshot.current_sequence;
+                }
+                Err(_) => events = self.repo.get_events::<A>(id).await?,
+            }
+        }
+        for event in events {
+            let envelope = EventEnvelope::<A>::try_from(event)?;
+            context.current_sequence = envelope.sequence;
+            context.aggregate.apply(envelope.payload);
+        }
+        Ok(context)
     }
 
     /// Load, decide, append: cqrs-es's `CqrsFramework::execute` without
@@ -141,11 +180,16 @@ impl WriteSide {
     /// the aggregate it is given, and `commit` applies them again to the
     /// context's aggregate before snapshotting it, so deciding on the
     /// context's own aggregate would snapshot every new event twice.
+    ///
+    /// A `new_stream` command (an id just drawn at random) is first decided
+    /// on the empty aggregate without reading the store; if the id was
+    /// taken after all, the append conflicts and the next attempt loads.
     async fn execute<A>(
         &self,
         store: &Store<A>,
         id: &str,
         command: A::Command,
+        new_stream: bool,
         actor: &Actor,
     ) -> Result<u64, WriteError<A::Error>>
     where
@@ -155,7 +199,17 @@ impl WriteSide {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let context = store.load_aggregate(id).await.map_err(store_error)?;
+            let guessing = new_stream && attempt == 1;
+            let context = if guessing {
+                EventStoreAggregateContext {
+                    aggregate_id: id.to_owned(),
+                    aggregate: A::default(),
+                    current_sequence: 0,
+                    current_snapshot: None,
+                }
+            } else {
+                self.load::<A>(id).await.map_err(store_error)?
+            };
             let before = context.current_sequence;
             let sink = EventSink::default();
             let mut deciding = context.aggregate.clone();
@@ -167,9 +221,10 @@ impl WriteSide {
             let at = Utc::now().trunc_subsecs(6);
             match store.commit(events, context, actor.metadata(at)).await {
                 Ok(committed) => {
-                    self.appended.notify_waiters();
+                    self.appended.notify_one();
                     return Ok((before + committed.len()) as u64);
                 }
+                Err(AggregateError::AggregateConflict) if guessing => {}
                 Err(AggregateError::AggregateConflict) if attempt < MAX_ATTEMPTS => {
                     let backoff = 2u64.pow(attempt.min(6)) + rand::random::<u64>() % 5;
                     tokio::time::sleep(Duration::from_millis(backoff)).await;

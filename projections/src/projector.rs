@@ -34,6 +34,7 @@ use crate::writes::Write;
 const NAME: &str = "read_models";
 /// Events per transaction.
 const BATCH: i64 = 1000;
+const BATCH_LEN: usize = BATCH as usize;
 /// How often an idle projector looks for events written by other processes.
 const POLL: Duration = Duration::from_millis(50);
 /// Advisory lock key electing the one projector per database ("TICKETS\0").
@@ -173,16 +174,27 @@ impl Projector {
         }
     }
 
+    /// Projects for as long as it leads. The checkpoint is read once and
+    /// then carried from batch to batch (the compare-and-set in each batch
+    /// still catches anyone else moving it); after a short batch it waits
+    /// for the write side's next append, or polls for other processes'.
     async fn lead(&self) -> anyhow::Result<()> {
         let mut leader = self.elect(None).await?;
         tracing::info!("projector elected");
+        let mut from = None;
         loop {
-            let applied = self.catch_up_on(leader.as_mut()).await?;
-            if applied == 0 {
-                tokio::select! {
-                    () = self.wake.notified() => {}
-                    () = tokio::time::sleep(POLL) => {}
-                }
+            let start = match from {
+                Some(checkpoint) => checkpoint,
+                None => self.checkpoint(leader.as_mut()).await?,
+            };
+            let batch = self.batch_after(leader.as_mut(), start).await?;
+            from = batch.map(|(_, to)| to);
+            if batch.is_some_and(|(applied, _)| applied == BATCH_LEN) {
+                continue;
+            }
+            tokio::select! {
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(POLL) => {}
             }
         }
     }
@@ -282,9 +294,20 @@ impl Projector {
         Ok(row.map(|(transaction_id, position)| Checkpoint { transaction_id, position }).unwrap_or_default())
     }
 
-    /// One batch: read after the checkpoint, apply, move the checkpoint, commit.
+    /// One batch after the stored checkpoint; returns how many events it applied.
     async fn catch_up_on(&self, mut leader: Option<&mut PgConnection>) -> anyhow::Result<usize> {
         let from = self.checkpoint(leader.as_deref_mut()).await?;
+        Ok(self.batch_after(leader, from).await?.map_or(0, |(applied, _)| applied))
+    }
+
+    /// One batch: read after `from`, apply, move the checkpoint, commit.
+    /// Returns the events applied and the new checkpoint, or `None` when
+    /// the stored checkpoint was no longer `from` (nothing applied).
+    async fn batch_after(
+        &self,
+        mut leader: Option<&mut PgConnection>,
+        from: Checkpoint,
+    ) -> anyhow::Result<Option<(usize, Checkpoint)>> {
         let rows: Vec<EventRow> = match (&self.db, leader.as_deref_mut()) {
             (Db::Postgres(_), Some(conn)) => {
                 sqlx::query_as(READ_POSTGRES)
@@ -304,7 +327,7 @@ impl Projector {
             }
             (Db::Postgres(_), None) => anyhow::bail!("projecting on PostgreSQL requires the leader lock"),
         };
-        let Some(last) = rows.last() else { return Ok(0) };
+        let Some(last) = rows.last() else { return Ok(Some((0, from))) };
         let to = Checkpoint { transaction_id: last.transaction_id, position: last.position };
         let batch = Batch::plan(self.writes_for(&rows).await?);
         // The checkpoint moves first and only from where this batch started:
@@ -335,11 +358,11 @@ impl Projector {
         };
         if moved != 1 {
             tracing::warn!("checkpoint moved under this projector; re-reading");
-            return Ok(0);
+            return Ok(None);
         }
         self.projected.note(&rows);
         self.progress.send_replace(to);
-        Ok(rows.len())
+        Ok(Some((rows.len(), to)))
     }
 
     async fn writes_for(&self, rows: &[EventRow]) -> anyhow::Result<Vec<Write>> {

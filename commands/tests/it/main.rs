@@ -57,3 +57,91 @@ test_support::store_test!(a_no_op_returns_the_current_version, |db| async move {
     assert_eq!(write.ticket(id, priority(Priority::High, None), &actor).await.unwrap(), 2);
     assert_eq!(write.ticket(id, priority(Priority::High, Some(2)), &actor).await.unwrap(), 2);
 });
+
+fn count_events(db: &Db) -> impl std::future::Future<Output = i64> + '_ {
+    async move {
+        commands::on_db!(db, pool => sqlx::query_scalar("SELECT COUNT(*) FROM events").fetch_one(pool).await).unwrap()
+    }
+}
+
+// An opening is first tried without reading the store; an id that is taken
+// after all must end in the aggregate's refusal, not a second stream.
+test_support::store_test!(opening_a_taken_id_is_refused, |db| async move {
+    let (write, id) = open_ticket(&db).await;
+    let sealed = || domain::sealed::SealedText { ciphertext: "not read".into(), digest: String::new() };
+    let again = TicketCommand::Open {
+        id,
+        reporter: UserId::from_uuid(Uuid::new_v4()),
+        title: sealed(),
+        description: sealed(),
+        attachments: vec![],
+    };
+    let refused = write.ticket(id, again, &Actor::system("test")).await;
+    assert!(matches!(refused, Err(WriteError::Rejected(TicketError::AlreadyExists))), "{refused:?}");
+    assert_eq!(count_events(&db).await, 1);
+});
+
+// A snapshot the aggregate can no longer read (its shape changed) is
+// ignored: the stream is replayed from its first event, and the next
+// snapshot replaces the stale one.
+test_support::store_test!(an_unreadable_snapshot_is_replayed_over, |db| async move {
+    let (write, id) = open_ticket(&db).await;
+    let actor = Actor::system("test");
+    let mut version = 1;
+    for n in 0..60u64 {
+        let to = if n % 2 == 0 { Priority::High } else { Priority::Low };
+        version = write.ticket(id, priority(to, Some(version)), &actor).await.unwrap();
+    }
+    let stale = commands::on_db!(&db, pool => sqlx::query("UPDATE snapshots SET payload = '{\"shape\": \"old\"}'")
+        .execute(pool).await.map(|done| done.rows_affected()))
+    .unwrap();
+    assert_eq!(stale, 1);
+    for n in 0..45u64 {
+        let to = if n % 2 == 0 { Priority::High } else { Priority::Low };
+        version = write.ticket(id, priority(to, Some(version)), &actor).await.unwrap();
+    }
+    assert_eq!(version, 106);
+    assert_eq!(count_events(&db).await, 106);
+    let conflict = write.ticket(id, priority(Priority::Medium, Some(100)), &actor).await;
+    assert!(matches!(conflict, Err(WriteError::Rejected(TicketError::VersionConflict { expected: 100, actual: 106 }))));
+    let (last_sequence, payload): (i64, String) = commands::on_db!(&db, pool => sqlx::query_as(
+        "SELECT last_sequence, CAST(payload AS TEXT) FROM snapshots").fetch_one(pool).await)
+    .unwrap();
+    assert_eq!(last_sequence, 100);
+    assert!(!payload.contains("old"), "{payload}");
+});
+
+// Writers racing on one ticket append one gapless sequence.
+test_support::store_test!(racing_writers_land_once_each, |db| async move {
+    let (write, id) = open_ticket(&db).await;
+    let write = std::sync::Arc::new(write);
+    let mut tasks = Vec::new();
+    for n in 0..8u64 {
+        let write = write.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut versions = Vec::new();
+            for m in 0..10u64 {
+                let to = if (n + m) % 2 == 0 { Priority::High } else { Priority::Low };
+                let command = TicketCommand::Update(TicketUpdate {
+                    priority: Some(to),
+                    confidential_notes: None,
+                    ..Default::default()
+                });
+                if let Ok(version) = write.ticket(id, command, &Actor::system("race")).await {
+                    versions.push(version);
+                }
+            }
+            versions
+        }));
+    }
+    let mut versions = Vec::new();
+    for task in tasks {
+        versions.extend(task.await.unwrap());
+    }
+    let events = count_events(&db).await;
+    assert!(versions.iter().all(|v| *v <= u64::try_from(events).unwrap()));
+    let sequences: Vec<i64> = commands::on_db!(&db, pool => sqlx::query_scalar(
+        "SELECT sequence FROM events ORDER BY sequence").fetch_all(pool).await)
+    .unwrap();
+    assert_eq!(sequences, (1..=events).collect::<Vec<_>>());
+});
