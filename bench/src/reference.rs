@@ -81,8 +81,10 @@ impl Pool {
     /// When the database cannot be reached.
     pub async fn open(url: &str, clients: usize) -> anyhow::Result<Self> {
         let size = u32::try_from(clients).unwrap_or(u32::MAX);
+        // No ping before each query (sqlx's default): the reference is the
+        // best the database can do, and the server's pools skip it too.
         let pool = if url.starts_with("postgres") {
-            let pool = PgPoolOptions::new().max_connections(size).connect(url).await?;
+            let pool = PgPoolOptions::new().max_connections(size).test_before_acquire(false).connect(url).await?;
             sqlx::raw_sql(PG_TABLES).execute(&pool).await?;
             Pool::Postgres(pool)
         } else {
@@ -90,7 +92,8 @@ impl Pool {
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Full)
                 .busy_timeout(Duration::from_secs(30));
-            let pool = SqlitePoolOptions::new().max_connections(size).connect_with(options).await?;
+            let pool =
+                SqlitePoolOptions::new().max_connections(size).test_before_acquire(false).connect_with(options).await?;
             sqlx::raw_sql(SQLITE_TABLES).execute(&pool).await?;
             Pool::Sqlite(pool)
         };

@@ -62,6 +62,17 @@ impl Actor {
     }
 }
 
+/// What a command left in the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Landed {
+    /// The stream's version afterwards.
+    pub version: u64,
+    /// How many events this command appended (0 for a no-op).
+    pub appended: u64,
+    /// The time recorded on those events (the projector stamps rows with it).
+    pub at: DateTime<Utc>,
+}
+
 /// Why a command did not land.
 #[derive(Debug, Error)]
 pub enum WriteError<E: std::error::Error> {
@@ -125,6 +136,19 @@ impl WriteSide {
         command: TicketCommand,
         actor: &Actor,
     ) -> Result<u64, WriteError<domain::ticket::TicketError>> {
+        Ok(self.ticket_landed(id, command, actor).await?.version)
+    }
+
+    /// Runs a ticket command; says what it appended and when.
+    ///
+    /// # Errors
+    /// The aggregate's refusal, persistent contention or a store failure.
+    pub async fn ticket_landed(
+        &self,
+        id: TicketId,
+        command: TicketCommand,
+        actor: &Actor,
+    ) -> Result<Landed, WriteError<domain::ticket::TicketError>> {
         let new_stream = matches!(command, TicketCommand::Open { .. });
         self.execute(&self.tickets, &id.to_string(), command, new_stream, actor).await
     }
@@ -140,7 +164,7 @@ impl WriteSide {
         actor: &Actor,
     ) -> Result<u64, WriteError<domain::account::AccountError>> {
         let new_stream = matches!(command, AccountCommand::Register { .. });
-        self.execute(&self.accounts, &id.to_string(), command, new_stream, actor).await
+        Ok(self.execute(&self.accounts, &id.to_string(), command, new_stream, actor).await?.version)
     }
 
     /// The aggregate from its snapshot and the events after it, read in one
@@ -191,7 +215,7 @@ impl WriteSide {
         command: A::Command,
         new_stream: bool,
         actor: &Actor,
-    ) -> Result<u64, WriteError<A::Error>>
+    ) -> Result<Landed, WriteError<A::Error>>
     where
         A: Aggregate<Services = ()> + Clone,
         A::Command: Clone,
@@ -215,14 +239,15 @@ impl WriteSide {
             let mut deciding = context.aggregate.clone();
             deciding.handle(command.clone(), &(), &sink).await.map_err(WriteError::Rejected)?;
             let events = sink.collect().await;
-            if events.is_empty() {
-                return Ok(before as u64);
-            }
             let at = Utc::now().trunc_subsecs(6);
+            if events.is_empty() {
+                return Ok(Landed { version: before as u64, appended: 0, at });
+            }
             match store.commit(events, context, actor.metadata(at)).await {
                 Ok(committed) => {
                     self.appended.notify_one();
-                    return Ok((before + committed.len()) as u64);
+                    let appended = committed.len() as u64;
+                    return Ok(Landed { version: before as u64 + appended, appended, at });
                 }
                 Err(AggregateError::AggregateConflict) if guessing => {}
                 Err(AggregateError::AggregateConflict) if attempt < MAX_ATTEMPTS => {

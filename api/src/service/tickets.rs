@@ -2,7 +2,7 @@
 //! Another user's ticket looks exactly like one that does not exist.
 
 use async_graphql::UploadValue;
-use commands::write::Actor;
+use commands::write::{Actor, Landed};
 use domain::sealed::{SealedField, SealedText};
 use domain::ticket::{AssigneeChange, TicketCommand, TicketUpdate};
 use domain::values::{Description, Notes, Priority, Reason, Status, TicketId, Title, UserId};
@@ -30,9 +30,12 @@ fn expected(version: Option<i32>) -> ApiResult<Option<u64>> {
         .transpose()
 }
 
-/// What a ticket row becomes once `update` is applied: the answer while
-/// the projector is held back.
-fn with_update(mut row: TicketRow, update: &TicketUpdate, version: u64) -> TicketRow {
+/// What a ticket row becomes once `update` has landed, exactly as the
+/// projector writes it.
+fn with_update(mut row: TicketRow, update: &TicketUpdate, landed: Landed) -> TicketRow {
+    if landed.appended == 0 {
+        return row;
+    }
     if let Some(status) = update.status {
         row.status = status.as_str().to_owned();
     }
@@ -48,8 +51,8 @@ fn with_update(mut row: TicketRow, update: &TicketUpdate, version: u64) -> Ticke
     if let Some(notes) = &update.confidential_notes {
         row.notes_envelope = Some(notes.ciphertext.clone());
     }
-    row.version = i64::try_from(version).unwrap_or(i64::MAX);
-    row.updated_at = chrono::Utc::now();
+    row.version = i64::try_from(landed.version).unwrap_or(i64::MAX);
+    row.updated_at = landed.at;
     row
 }
 
@@ -69,16 +72,23 @@ impl App {
         self.visible_ticket(viewer, id).await?.ok_or(ApiError::NotFound("ticket"))
     }
 
-    /// The ticket as of `version`; while the projector lags, `expected`
-    /// builds it from the older row and what the command wrote, so a
-    /// mutation that landed never answers with an error.
+    /// The ticket once `landed` is projected (so the history and lists a
+    /// response goes on to read include it). `known` is the row computed
+    /// from what the caller held, when that is exactly what the projector
+    /// writes; otherwise the row is read back, and while the projector lags
+    /// `expected` builds it from the older row, so a mutation that landed
+    /// never answers with an error.
     async fn ticket_after(
         &self,
         id: Uuid,
-        version: u64,
+        landed: Landed,
+        known: Option<TicketRow>,
         expected: impl FnOnce(Option<TicketRow>) -> Option<TicketRow>,
     ) -> ApiResult<TicketRow> {
-        let visible = self.projected(Table::Tickets, id, version).await?;
+        let visible = self.projected(Table::Tickets, id, landed.version).await?;
+        if let Some(row) = known {
+            return Ok(row);
+        }
         let row = self.read.ticket(id).await?;
         let row = if visible { row } else { expected(row) };
         row.ok_or_else(|| ApiError::internal("ticket missing after write"))
@@ -107,9 +117,9 @@ impl App {
             description: key.seal(id.as_uuid(), SealedField::Description, description.as_str()),
             attachments: stored.attachments,
         };
-        let version = self.write.ticket(id, command, actor).await?;
+        let landed = self.write.ticket_landed(id, command, actor).await?;
         tracing::info!(ticket.id = %id, "ticket opened");
-        let now = chrono::Utc::now();
+        // A new stream has no other writer: the row is known exactly.
         let opened = TicketRow {
             id: id.as_uuid(),
             title: title.as_str().to_owned(),
@@ -119,13 +129,13 @@ impl App {
             status: Status::Open.as_str().to_owned(),
             reporter_id: viewer.id,
             assignee_id: None,
-            created_at: now,
-            updated_at: now,
-            version: i64::try_from(version).unwrap_or(i64::MAX),
+            created_at: landed.at,
+            updated_at: landed.at,
+            version: i64::try_from(landed.version).unwrap_or(i64::MAX),
             notes_envelope: None,
             deleted_at: None,
         };
-        let ticket = self.ticket_after(id.as_uuid(), version, |_| Some(opened)).await?;
+        let ticket = self.ticket_after(id.as_uuid(), landed, Some(opened), |_| None).await?;
         self.confirm_evidence(stored.files).await?;
         Ok(ticket)
     }
@@ -171,8 +181,13 @@ impl App {
             confidential_notes,
             expected_version,
         };
-        let version = self.write.ticket(ticket_id, TicketCommand::Update(update.clone()), actor).await?;
-        self.ticket_after(ticket.id, version, |row| row.map(|row| with_update(row, &update, version))).await
+        let landed = self.write.ticket_landed(ticket_id, TicketCommand::Update(update.clone()), actor).await?;
+        // Nobody wrote between the row read above and this command's
+        // decision: the row plus this update is what the projector writes.
+        let untouched = u64::try_from(ticket.version).is_ok_and(|v| v + landed.appended == landed.version);
+        let id = ticket.id;
+        let known = untouched.then(|| with_update(ticket, &update, landed));
+        self.ticket_after(id, landed, known, |row| row.map(|row| with_update(row, &update, landed))).await
     }
 
     async fn seal(&self, ticket: TicketId, field: SealedField, text: &str) -> ApiResult<SealedText> {

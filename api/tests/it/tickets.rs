@@ -49,6 +49,9 @@ async fn create_and_update_read_their_own_writes(store: Store) {
     assert_eq!(history(&created).len(), 1);
     assert_eq!(history(&created)[0]["action"], "TicketOpened");
     assert_eq!(history(&created)[0]["actor"]["id"], json!(reporter.id));
+    // The answer is built without reading the row back: it must be what a
+    // read returns, timestamps to the microsecond.
+    assert_eq!(created, ticket(&app, &reporter.token, &id).await);
 
     // One admin call changes all four fields; the answer shows all four.
     let note = "ticket-note-plaintext-42";
@@ -163,6 +166,21 @@ async fn create_and_update_read_their_own_writes(store: Store) {
     assert_code(&both, "BAD_USER_INPUT");
     let nobody = app.update(&admin.token, &id, json!({ "assigneeId": Uuid::new_v4().to_string() })).await;
     assert_code(&nobody, "BAD_USER_INPUT");
+
+    // Every field of an update's answer is what a read returns afterwards,
+    // for a change, for several at once and for a no-op.
+    let query = format!(
+        "mutation($id: ID!, $i: UpdateTicketInput!) {{ updateTicket(id: $id, input: $i) {{ {TICKET_FIELDS} }} }}"
+    );
+    for input in [
+        json!({ "priority": "MEDIUM" }),
+        json!({ "status": "RESOLVED", "assigneeId": helper.id, "confidentialNotes": "second note" }),
+        json!({ "status": "RESOLVED" }),
+    ] {
+        let answered =
+            app.gql_ok(Some(&admin.token), &query, json!({ "id": id, "i": input })).await["updateTicket"].clone();
+        assert_eq!(answered, ticket(&app, &admin.token, &id).await, "{input}");
+    }
 
     app.shutdown().await;
 }
