@@ -106,16 +106,22 @@ async fn graphql(
         let refused = error_response(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", "authentication required");
         return ([(header::CONNECTION, "close")], refused).into_response();
     }
-    let request = match crate::upload::read_request(&parts.headers, body, state.app.settings.max_upload_bytes).await {
+    let mut request = match crate::upload::read_request(&parts.headers, body, state.app.settings.max_upload_bytes).await
+    {
         Ok(request) => request,
         // Refused before the body was read to its end: the connection cannot be reused.
         Err(response) => return ([(header::CONNECTION, "close")], response).into_response(),
     };
-    let (users, histories, attachments) = crate::graphql::loaders::for_request(&state.app.read);
-    let request =
-        request.data(RequestInfo { caller, request_id, client }).data(users).data(histories).data(attachments);
     let started = std::time::Instant::now();
-    let mut response = state.schema.execute(request).await;
+    let mut response = match crate::graphql::limits::check(&mut request) {
+        Ok(()) => {
+            let (users, histories, attachments) = crate::graphql::loaders::for_request(&state.app.read);
+            let request =
+                request.data(RequestInfo { caller, request_id, client }).data(users).data(histories).data(attachments);
+            state.schema.execute(request).await
+        }
+        Err(refused) => async_graphql::Response::from_errors(vec![refused]),
+    };
     crate::metrics::record_request(started, response.is_err());
     // Errors raised before any resolver ran (syntax, validation, limits,
     // argument coercion) carry no code: they are all the client's.

@@ -1,6 +1,6 @@
 //! The GraphQL schema (DESIGN §5): queries, mutations and their limits.
 
-mod limits;
+pub mod limits;
 pub mod loaders;
 mod mutation;
 mod query;
@@ -22,13 +22,13 @@ pub struct RequestInfo {
 }
 
 /// Builds the schema with depth, complexity and directive limits, since
-/// async-graphql sets none by default.
+/// async-graphql sets none by default (the shape limits are checked by the
+/// HTTP handler: `limits::check`).
 pub fn schema(app: AppState) -> TicketsSchema {
     let builder = Schema::build(query::Query, mutation::Mutation, EmptySubscription)
         .data(app.clone())
         .limit_depth(10)
         .limit_complexity(5_000)
-        .extension(limits::ShapeLimits)
         .limit_recursive_depth(32)
         .limit_directives(8)
         .disable_suggestions();

@@ -118,6 +118,22 @@ async fn hostile_requests_are_refused_cleanly(store: Store) {
     assert_eq!(body.get("data").filter(|d| !d.is_null()), None);
     want_code(&mut failures, "too complex", &body, "BAD_USER_INPUT");
 
+    // More than 15 aliases, however cheap; 15 are fine.
+    let aliased =
+        |n: usize| format!("{{ {} }}", (0..n).map(|i| format!("a{i}: me {{ id }}")).collect::<Vec<_>>().join(" "));
+    let body = app.gql(Some(&admin.token), &aliased(16), json!({})).await;
+    assert!(body["errors"][0]["message"].as_str().is_some_and(|m| m.contains("at most 15 aliases")), "{body}");
+    assert_eq!(body.get("data").filter(|d| !d.is_null()), None);
+    want_code(&mut failures, "too many aliases", &body, "BAD_USER_INPUT");
+    app.gql_ok(Some(&admin.token), &aliased(15), json!({})).await;
+    // More than 500 fields, spread over fragments so no other limit trips first.
+    let spread = (0..20).map(|i| format!("...F{i}")).collect::<Vec<_>>().join(" ");
+    let fragments = (0..20).map(|i| format!("fragment F{i} on User {{ id email }}")).collect::<Vec<_>>().join(" ");
+    let many = format!("{{ me {{ {spread} {} }} }} {fragments}", "id ".repeat(480));
+    let body = app.gql(Some(&admin.token), &many, json!({})).await;
+    assert!(body["errors"][0]["message"].as_str().is_some_and(|m| m.contains("at most 500 fields")), "{body}");
+    want_code(&mut failures, "too many fields", &body, "BAD_USER_INPUT");
+
     // Syntax errors and unknown fields in the query itself.
     want_code(
         &mut failures,
