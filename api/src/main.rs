@@ -10,6 +10,10 @@ use clap::Parser;
 use secrecy::SecretString;
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc rather than glibc's malloc: measured in BENCHMARKS.md.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()

@@ -5,6 +5,10 @@ use std::process::ExitCode;
 use bench::config::{Config, Options};
 use clap::Parser;
 
+/// The server runs in this process: the same allocator as `tickets`.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let config = match Config::from_options(Options::parse()) {
         Ok(config) => config,
