@@ -228,6 +228,10 @@ pub struct Rebuilt {
     pub applied: u64,
     pub rebuild: Duration,
     pub rebuild_cpu: crate::cpu::Usage,
+    /// Assembling again after the rebuild, with every event stored and
+    /// projected, until the readiness check's lag query has answered.
+    pub restart: Duration,
+    pub restart_lag: i64,
 }
 
 /// With the server stopped: assembles the application again, tops the
@@ -245,7 +249,7 @@ pub async fn rebuild_phase(
     parallelism: usize,
 ) -> anyhow::Result<Rebuilt> {
     let started = Instant::now();
-    let (app, projector) = api::http::assemble(settings).await?;
+    let (app, projector) = api::http::assemble(settings.clone()).await?;
     let reopen = started.elapsed();
     let have = count(app.write.db()).await?;
     let added = events.saturating_sub(have);
@@ -264,6 +268,12 @@ pub async fn rebuild_phase(
     let applied = projector.rebuild().await.map_err(|e| anyhow!("rebuild failed: {e:#}"))?;
     let (rebuild, rebuild_cpu) = (started.elapsed(), before.usage());
     app.read.db().close().await;
+    drop(projector);
+    let started = Instant::now();
+    let (again, _projector) = api::http::assemble(settings).await?;
+    let restart_lag = again.read.lag().await?;
+    let restart = started.elapsed();
+    again.read.db().close().await;
     let applied = u64::try_from(applied)?;
-    Ok(Rebuilt { reopen, added, seeding, scanned, scan, scan_cpu, applied, rebuild, rebuild_cpu })
+    Ok(Rebuilt { reopen, added, seeding, scanned, scan, scan_cpu, applied, rebuild, rebuild_cpu, restart, restart_lag })
 }

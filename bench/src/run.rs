@@ -179,6 +179,13 @@ async fn rebuild(config: &Config, report: &mut Report, server: &mut InProcess, w
     let case = "projector rebuild from zero (events)";
     let rebuilt = Row::throughput("rebuild", case, 1, done.applied, done.rebuild, Compare::Scan);
     report.rows.push(rebuilt.with_cpu(Some(done.rebuild_cpu)));
+    report.notes.push(format!(
+        "start-up with {} events stored and projected: {:.0} ms to assemble and answer the readiness lag query \
+         (projector lag {})",
+        done.scanned,
+        done.restart.as_secs_f64() * 1000.0,
+        done.restart_lag
+    ));
     Ok(())
 }
 
