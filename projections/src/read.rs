@@ -1,6 +1,7 @@
 //! Queries over the read models, for the API. Every function here reads;
 //! only the projector writes these tables.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -205,12 +206,34 @@ pub struct ReadModels {
     db: Db,
     progress: watch::Receiver<Checkpoint>,
     projected: Option<Arc<Projected>>,
+    access: Arc<std::sync::Mutex<HashMap<Uuid, CachedAccess>>>,
 }
+
+/// What the per-request caller check needs of a user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Access {
+    pub role: String,
+    pub disabled: bool,
+}
+
+#[derive(Debug, Clone)]
+struct CachedAccess {
+    access: Access,
+    version: i64,
+    fetched: std::time::Instant,
+}
+
+/// How long a user's role and disabled flag are served from memory. The
+/// in-process projector's own changes end an entry at once; this bounds
+/// how long another replica's projector's changes take to be seen.
+pub const ACCESS_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+/// Users whose access is kept in memory at most; beyond, it starts afresh.
+const ACCESS_CAPACITY: usize = 10_000;
 
 impl ReadModels {
     /// `progress` comes from the projector and wakes read-your-writes waits.
     pub fn new(db: Db, progress: watch::Receiver<Checkpoint>) -> Self {
-        Self { db, progress, projected: None }
+        Self { db, progress, projected: None, access: Arc::default() }
     }
 
     /// Lets waits consult the in-process projector before the database.
@@ -310,6 +333,42 @@ impl ReadModels {
     pub async fn user(&self, id: Uuid) -> Result<Option<UserRow>, sqlx::Error> {
         let sql = format!("{USER_COLUMNS} WHERE id = $1");
         on_db!(&self.db, pool => sqlx::query_as(&sql).bind(id).fetch_optional(pool).await)
+    }
+
+    /// A user's role and disabled flag for the caller check of every
+    /// request, from memory while that is known to be current: the entry is
+    /// younger than `ACCESS_TTL` and this process's projector has applied
+    /// nothing newer to the account since it was read. Otherwise one query.
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub async fn access(&self, id: Uuid) -> Result<Option<Access>, sqlx::Error> {
+        let applied = self.projected.as_ref().and_then(|p| p.version(id));
+        if let Ok(cache) = self.access.lock() {
+            let fresh = cache.get(&id).filter(|entry| {
+                entry.fetched.elapsed() < ACCESS_TTL && applied.is_none_or(|applied| applied <= entry.version)
+            });
+            if let Some(entry) = fresh {
+                return Ok(Some(entry.access.clone()));
+            }
+        }
+        let fetched = std::time::Instant::now();
+        let Some(user) = self.user(id).await? else { return Ok(None) };
+        let access = Access { role: user.role, disabled: user.disabled };
+        if let Ok(mut cache) = self.access.lock() {
+            if cache.len() >= ACCESS_CAPACITY {
+                cache.clear();
+            }
+            cache.insert(id, CachedAccess { access: access.clone(), version: user.version, fetched });
+        }
+        Ok(Some(access))
+    }
+
+    /// Forgets what `access` knows of a user, after this process changed it.
+    pub fn forget_access(&self, id: Uuid) {
+        if let Ok(mut cache) = self.access.lock() {
+            cache.remove(&id);
+        }
     }
 
     /// Many users in one query, for the GraphQL data loader.

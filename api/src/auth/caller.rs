@@ -1,6 +1,9 @@
 //! Who is calling: resolved once per request from the Bearer token and the
 //! users read model, so a demotion or a disabled account takes effect on
-//! the very next request rather than when the token expires.
+//! the next request rather than when the token expires. The role and the
+//! disabled flag are served from `ReadModels::access`: exact for every
+//! change this process projected or made, and at most `ACCESS_TTL` (one
+//! second) old for changes another replica's projector applied.
 
 use axum::http::HeaderMap;
 use domain::values::Role;
@@ -66,7 +69,7 @@ impl App {
         let Some(token) = bearer(headers) else { return Ok(Caller::Anonymous) };
         let Ok(claims) = self.jwt.verify_access(token) else { return Ok(Caller::Refused) };
         let Ok(id) = Uuid::parse_str(&claims.sub) else { return Ok(Caller::Refused) };
-        let caller = match self.read.user(id).await? {
+        let caller = match self.read.access(id).await? {
             Some(user) if !user.disabled => match Role::parse(&user.role) {
                 Ok(role) => Caller::User(Viewer { id, role }),
                 Err(_) => Caller::Refused,

@@ -78,6 +78,8 @@ impl App {
         expected: impl FnOnce(Option<UserRow>) -> Option<UserRow>,
     ) -> ApiResult<UserRow> {
         let visible = self.projected(Table::Users, id, version).await?;
+        // Also when the projector runs in another replica.
+        self.read.forget_access(id);
         let row = self.read.user(id).await?;
         let row = if visible { row } else { expected(row) };
         row.ok_or_else(|| ApiError::internal("user missing after write"))

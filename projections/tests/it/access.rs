@@ -1,0 +1,50 @@
+//! The caller check's cache of roles and disabled flags: exact for what
+//! this process projects, at most `ACCESS_TTL` old for other replicas.
+
+use commands::db::Db;
+use commands::write::Actor;
+use domain::account::AccountCommand;
+use domain::values::{Role, UserId};
+use projections::read::{Access, ReadModels, ACCESS_TTL};
+
+use crate::fixture::App;
+
+async fn change(app: &App, id: UserId, command: AccountCommand) {
+    app.write.account(id, command, &Actor::system("test-access")).await.expect("account changed");
+    app.settle().await;
+}
+
+fn access(role: &str, disabled: bool) -> Option<Access> {
+    Some(Access { role: role.to_owned(), disabled })
+}
+
+async fn the_local_projector_ends_cached_access_at_once(db: Db) {
+    let app = App::new(db.clone());
+    // As the server wires it: the read side knows what its projector applied.
+    let read = ReadModels::new(db, app.projector.progress()).with_projected(app.projector.projected());
+    let id = app.register("someone@example.com", Role::Admin).await;
+    app.settle().await;
+    assert_eq!(read.access(id.as_uuid()).await.unwrap(), access("ADMIN", false));
+    change(&app, id, AccountCommand::ChangeRole { to: Role::Employee }).await;
+    assert_eq!(read.access(id.as_uuid()).await.unwrap(), access("EMPLOYEE", false));
+    change(&app, id, AccountCommand::Disable).await;
+    assert_eq!(read.access(id.as_uuid()).await.unwrap(), access("EMPLOYEE", true));
+    assert_eq!(read.access(uuid::Uuid::new_v4()).await.unwrap(), None);
+}
+test_support::store_test!(the_local_projector_ends_cached_access_at_once);
+
+async fn another_replicas_changes_show_within_the_ttl(db: Db) {
+    let app = App::new(db);
+    // `app.read` has no projector of its own, like a replica that is not the leader.
+    let id = app.register("elsewhere@example.com", Role::Employee).await;
+    app.settle().await;
+    assert_eq!(app.read.access(id.as_uuid()).await.unwrap(), access("EMPLOYEE", false));
+    change(&app, id, AccountCommand::Disable).await;
+    tokio::time::sleep(ACCESS_TTL + std::time::Duration::from_millis(50)).await;
+    assert_eq!(app.read.access(id.as_uuid()).await.unwrap(), access("EMPLOYEE", true));
+    // A change this process made itself is forgotten at once.
+    change(&app, id, AccountCommand::Enable).await;
+    app.read.forget_access(id.as_uuid());
+    assert_eq!(app.read.access(id.as_uuid()).await.unwrap(), access("EMPLOYEE", false));
+}
+test_support::store_test!(another_replicas_changes_show_within_the_ttl);
