@@ -1,12 +1,12 @@
 //! One event repository over either store, so the write side is written once.
 //!
-//! Two operations bypass the stores' generic code on the hot path: loading
-//! a stream (snapshot and later events in one statement rather than two,
-//! the second of which postgres-es formats with the sequence inlined, so
-//! PostgreSQL parses and plans it afresh every time) and appending events
-//! that carry no snapshot (one multi-row INSERT, atomic on its own, instead
-//! of BEGIN, one INSERT per event and COMMIT). Snapshot writes still go
-//! through postgres-es and sqlite-es.
+//! The hot path bypasses the stores' generic code: loading a stream reads
+//! the snapshot and the events after it in one statement (postgres-es
+//! takes two, the second formatted with the sequence inlined, so PostgreSQL
+//! parses and plans it afresh every time), and appending writes the events
+//! and the snapshot in one statement on PostgreSQL (postgres-es: BEGIN, one
+//! INSERT per event, the snapshot, COMMIT). The tables are postgres-es's
+//! and sqlite-es's, and so is every other read.
 
 use cqrs_es::persist::{PersistedEventRepository, PersistenceError, ReplayStream, SerializedEvent, SerializedSnapshot};
 use cqrs_es::Aggregate;
@@ -128,15 +128,27 @@ impl EventRepo {
         StoredStream::from_rows(A::TYPE, aggregate_id, rows)
     }
 
-    /// Appends events in one statement; a sequence already taken means
-    /// another command won the race.
-    async fn append<A: Aggregate>(&self, events: &[SerializedEvent]) -> Result<(), PersistenceError> {
+    /// Appends events, and with them the aggregate's snapshot when given,
+    /// atomically; a sequence already taken means another command won the
+    /// race. On PostgreSQL this is one statement (the events insert runs as
+    /// a data-modifying CTE), on SQLite one transaction.
+    async fn append<A: Aggregate>(
+        &self,
+        events: &[SerializedEvent],
+        snapshot: Option<(String, Value, usize)>,
+    ) -> Result<(), PersistenceError> {
         const INSERT: &str =
             "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) ";
-        macro_rules! insert {
-            ($pool:expr) => {{
-                let mut sql = QueryBuilder::new(INSERT);
-                sql.push_values(events, |mut row, event| {
+        const SNAPSHOT: &str =
+            "INSERT INTO snapshots (aggregate_type, aggregate_id, last_sequence, current_snapshot, payload) ";
+        // Never back: a snapshot only replaces an older one.
+        const SNAPSHOT_CONFLICT: &str = " ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE \
+            SET last_sequence = excluded.last_sequence, current_snapshot = excluded.current_snapshot, \
+            payload = excluded.payload WHERE snapshots.last_sequence < excluded.last_sequence";
+        let last_sequence = events.last().map_or(0, |e| i64::try_from(e.sequence).unwrap_or(i64::MAX));
+        macro_rules! events {
+            ($sql:expr) => {
+                $sql.push(INSERT).push_values(events, |mut row, event| {
                     row.push_bind(A::TYPE)
                         .push_bind(event.aggregate_id.as_str())
                         .push_bind(i64::try_from(event.sequence).unwrap_or(i64::MAX))
@@ -144,31 +156,48 @@ impl EventRepo {
                         .push_bind(event.event_version.as_str())
                         .push_bind(&event.payload)
                         .push_bind(&event.metadata);
+                })
+            };
+        }
+        macro_rules! snapshot {
+            ($sql:expr, $id:expr, $payload:expr, $current:expr) => {{
+                $sql.push(SNAPSHOT).push_values([()], |mut row, ()| {
+                    row.push_bind(A::TYPE)
+                        .push_bind($id)
+                        .push_bind(last_sequence)
+                        .push_bind(i64::try_from($current).unwrap_or(i64::MAX))
+                        .push_bind($payload);
                 });
-                sql.build().execute($pool).await.map(|_| ()).map_err(unknown)
+                $sql.push(SNAPSHOT_CONFLICT)
             }};
         }
-        match self {
-            EventRepo::Postgres(_, pool) => insert!(pool),
-            EventRepo::Sqlite(_, pool) => insert!(pool),
+        match (self, &snapshot) {
+            (EventRepo::Postgres(_, pool), None) => {
+                let mut sql = QueryBuilder::new("");
+                events!(sql);
+                sql.build().execute(pool).await.map(|_| ()).map_err(unknown)
+            }
+            (EventRepo::Postgres(_, pool), Some((id, payload, current))) => {
+                let mut sql = QueryBuilder::new("WITH appended AS (");
+                events!(sql);
+                sql.push(") ");
+                snapshot!(sql, id.as_str(), payload, *current);
+                sql.build().execute(pool).await.map(|_| ()).map_err(unknown)
+            }
+            (EventRepo::Sqlite(_, pool), snapshot) => {
+                let mut tx = pool.begin().await.map_err(unknown)?;
+                let mut sql = QueryBuilder::new("");
+                events!(sql);
+                sql.build().execute(&mut *tx).await.map_err(unknown)?;
+                if let Some((id, payload, current)) = snapshot {
+                    let mut sql = QueryBuilder::new("");
+                    snapshot!(sql, id.as_str(), payload, *current);
+                    sql.build().execute(&mut *tx).await.map_err(unknown)?;
+                }
+                tx.commit().await.map_err(unknown)
+            }
         }
     }
-}
-
-/// Our SQLite table keys events by position, so a second writer of the same
-/// sequence breaks a UNIQUE constraint (2067) rather than the primary key
-/// sqlite-es looks for (1555). Both mean the same: another command won.
-fn sqlite_unique_is_conflict(error: PersistenceError) -> PersistenceError {
-    if let PersistenceError::UnknownError(inner) = &error {
-        let unique = inner
-            .downcast_ref::<sqlx::Error>()
-            .and_then(|e| e.as_database_error())
-            .is_some_and(|e| e.is_unique_violation());
-        if unique {
-            return PersistenceError::OptimisticLockError;
-        }
-    }
-    error
 }
 
 macro_rules! delegate {
@@ -205,13 +234,7 @@ impl PersistedEventRepository for EventRepo {
         events: &[SerializedEvent],
         snapshot_update: Option<(String, Value, usize)>,
     ) -> Result<(), PersistenceError> {
-        match (self, snapshot_update) {
-            (_, None) => self.append::<A>(events).await,
-            (EventRepo::Postgres(repo, _), snapshot_update) => repo.persist::<A>(events, snapshot_update).await,
-            (EventRepo::Sqlite(repo, _), snapshot_update) => {
-                repo.persist::<A>(events, snapshot_update).await.map_err(sqlite_unique_is_conflict)
-            }
-        }
+        self.append::<A>(events, snapshot_update).await
     }
 
     async fn stream_events<A: Aggregate>(&self, aggregate_id: &str) -> Result<ReplayStream, PersistenceError> {

@@ -22,9 +22,12 @@ use tokio::sync::Notify;
 use crate::db::Db;
 use crate::event_repo::EventRepo;
 
-/// Aggregates are snapshotted every this many events, so loading one costs
-/// the same whatever the length of its history.
-const SNAPSHOT_EVERY: usize = 50;
+/// Aggregates are snapshotted with every command, in the statement that
+/// appends its events: loading one is then one snapshot row, whatever the
+/// length of its history. (At every 50 events a load read 25 events on
+/// average, and decoding them was the costliest part of a PostgreSQL
+/// update: 0.13 ms and ~55 buffer reads per load.)
+const SNAPSHOT_EVERY: usize = 1;
 /// How many times a command is re-decided after losing a race. Under
 /// sustained contention a retry loses about as often as the first try
 /// (~45% with four writers on one ticket), so backoff alone does not help;

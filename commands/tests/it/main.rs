@@ -28,7 +28,7 @@ fn priority(to: Priority, expected_version: Option<u64>) -> TicketCommand {
     TicketCommand::Update(TicketUpdate { priority: Some(to), expected_version, ..Default::default() })
 }
 
-// Snapshots are taken every 50 events; a version computed from a snapshot
+// Every command snapshots its aggregate; a version computed from a snapshot
 // that counted its last events twice would turn every later expected
 // version into a conflict.
 test_support::store_test!(versions_stay_exact_across_snapshots, |db| async move {
@@ -83,7 +83,7 @@ test_support::store_test!(opening_a_taken_id_is_refused, |db| async move {
 
 // A snapshot the aggregate can no longer read (its shape changed) is
 // ignored: the stream is replayed from its first event, and the next
-// snapshot replaces the stale one.
+// command's snapshot replaces the stale one.
 test_support::store_test!(an_unreadable_snapshot_is_replayed_over, |db| async move {
     let (write, id) = open_ticket(&db).await;
     let actor = Actor::system("test");
@@ -107,7 +107,7 @@ test_support::store_test!(an_unreadable_snapshot_is_replayed_over, |db| async mo
     let (last_sequence, payload): (i64, String) = commands::on_db!(&db, pool => sqlx::query_as(
         "SELECT last_sequence, CAST(payload AS TEXT) FROM snapshots").fetch_one(pool).await)
     .unwrap();
-    assert_eq!(last_sequence, 100);
+    assert_eq!(last_sequence, 106);
     assert!(!payload.contains("old"), "{payload}");
 });
 
