@@ -42,8 +42,8 @@ impl App {
     ///
     /// # Errors
     /// When the store fails.
-    pub async fn projected(&self, table: Table, id: Uuid, version: u64) -> ApiResult<bool> {
-        let visible = self.read.wait_for(table, id, version, READ_YOUR_WRITES).await?;
+    pub async fn projected(&self, table: Table, id: Uuid, version: u64, appended_here: bool) -> ApiResult<bool> {
+        let visible = self.read.wait_for(table, id, version, appended_here, READ_YOUR_WRITES).await?;
         if !visible {
             tracing::warn!(%id, version, "projector is behind; answering from the command");
         }

@@ -106,6 +106,24 @@ const CLEAR_READ_MODELS: &str =
 #[derive(Debug, Default)]
 pub struct Projected {
     versions: std::sync::Mutex<HashMap<Uuid, i64>>,
+    /// Whether this process's projector holds the leadership now.
+    leading: std::sync::atomic::AtomicBool,
+}
+
+/// Marks the projector as leading for as long as it lives.
+struct Leading<'a>(&'a Projected);
+
+impl<'a> Leading<'a> {
+    fn start(projected: &'a Projected) -> Self {
+        projected.leading.store(true, std::sync::atomic::Ordering::Release);
+        Self(projected)
+    }
+}
+
+impl Drop for Leading<'_> {
+    fn drop(&mut self) {
+        self.0.leading.store(false, std::sync::atomic::Ordering::Release);
+    }
 }
 
 impl Projected {
@@ -123,6 +141,12 @@ impl Projected {
                 versions.insert(id, row.sequence);
             }
         }
+    }
+
+    /// Whether this process's projector is the one applying events now: then
+    /// every event this process appends shows up here once applied.
+    pub fn leading(&self) -> bool {
+        self.leading.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// The newest applied sequence of `id`, if this process applied it.
@@ -181,6 +205,7 @@ impl Projector {
     async fn lead(&self) -> anyhow::Result<()> {
         let mut leader = self.elect(None).await?;
         tracing::info!("projector elected");
+        let _leading = Leading::start(&self.projected);
         let mut from = None;
         loop {
             let start = match from {

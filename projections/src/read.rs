@@ -418,11 +418,19 @@ impl ReadModels {
     }
 
     /// Waits until `table`'s row `id` has reached `version`, so a mutation can
-    /// answer with its own effect. Gives up after `limit` and says so.
+    /// answer with its own effect; `appended_here` says this process has
+    /// just appended that version. Gives up after `limit` and says so.
     ///
     /// # Errors
     /// When the store fails.
-    pub async fn wait_for(&self, table: Table, id: Uuid, version: u64, limit: Duration) -> Result<bool, sqlx::Error> {
+    pub async fn wait_for(
+        &self,
+        table: Table,
+        id: Uuid,
+        version: u64,
+        appended_here: bool,
+        limit: Duration,
+    ) -> Result<bool, sqlx::Error> {
         let sql = match table {
             Table::Tickets => "SELECT version FROM tickets WHERE id = $1",
             Table::Users => "SELECT version FROM users WHERE id = $1",
@@ -432,8 +440,12 @@ impl ReadModels {
         let deadline = tokio::time::Instant::now() + limit;
         let in_process = || self.projected.as_ref().and_then(|p| p.version(id)).is_some_and(|v| v >= wanted);
         // Ask the database first only when this process has never applied
-        // the stream (e.g. a no-op on an old ticket after a restart).
-        let mut ask_database = self.projected.as_ref().is_none_or(|p| p.version(id).is_none());
+        // the stream (e.g. a no-op on an old ticket after a restart), and
+        // not for what this process just appended while its projector leads:
+        // that shows up in process first.
+        let leading = self.projected.as_ref().is_some_and(|p| p.leading());
+        let mut ask_database =
+            !(leading && appended_here) && self.projected.as_ref().is_none_or(|p| p.version(id).is_none());
         loop {
             progress.borrow_and_update();
             if in_process() {

@@ -77,7 +77,7 @@ impl App {
         version: u64,
         expected: impl FnOnce(Option<UserRow>) -> Option<UserRow>,
     ) -> ApiResult<UserRow> {
-        let visible = self.projected(Table::Users, id, version).await?;
+        let visible = self.projected(Table::Users, id, version, false).await?;
         // Also when the projector runs in another replica.
         self.read.forget_access(id);
         let row = self.read.user(id).await?;

@@ -209,7 +209,7 @@ impl App {
         let mut stored = self.store_evidence(ticket_id, evidence).await?;
         let command = TicketCommand::AddAttachment(stored.attachments.remove(0));
         let version = self.write.ticket(ticket_id, command, actor).await?;
-        let visible = self.projected(Table::Tickets, ticket.id, version).await?;
+        let visible = self.projected(Table::Tickets, ticket.id, version, true).await?;
         if visible {
             self.confirm_evidence(stored.files).await?;
         }

@@ -85,7 +85,7 @@ impl App {
         known: Option<TicketRow>,
         expected: impl FnOnce(Option<TicketRow>) -> Option<TicketRow>,
     ) -> ApiResult<TicketRow> {
-        let visible = self.projected(Table::Tickets, id, landed.version).await?;
+        let visible = self.projected(Table::Tickets, id, landed.version, landed.appended > 0).await?;
         if let Some(row) = known {
             return Ok(row);
         }
@@ -230,7 +230,7 @@ impl App {
             None => None,
         };
         let version = self.write.ticket(ticket_id, TicketCommand::Delete { reason, expected_version }, actor).await?;
-        self.projected(Table::Tickets, ticket.id, version).await?;
+        self.projected(Table::Tickets, ticket.id, version, true).await?;
         tracing::info!(ticket.id = %ticket.id, "ticket deleted");
         Ok(ticket.id)
     }
