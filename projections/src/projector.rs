@@ -275,21 +275,33 @@ impl Projector {
         };
         let deadline = tokio::time::Instant::now() + PATIENCE;
         let mut total = 0;
+        let mut from = self.checkpoint(leader.as_mut()).await?;
+        let mut rows = self.read_after(leader.as_mut(), from).await?;
         loop {
-            let applied = self.catch_up_on(leader.as_mut()).await?;
-            total += applied;
-            if applied > 0 {
+            let Some(last) = rows.last() else {
+                if remaining(&self.db, leader.as_mut(), from, Some(target)).await? == 0 {
+                    break;
+                }
+                anyhow::ensure!(
+                    tokio::time::Instant::now() < deadline,
+                    "a long-running transaction holds the projector back; try again when it ends"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                rows = self.read_after(leader.as_mut(), from).await?;
                 continue;
+            };
+            // The next batch is read on another connection while this one is
+            // applied, so reading, decoding and writing overlap.
+            let to = Checkpoint { transaction_id: last.transaction_id, position: last.position };
+            let (applied, next) = tokio::join!(self.apply_rows(leader.as_mut(), from, rows), self.read_after(None, to));
+            if let Some((applied, _)) = applied? {
+                total += applied;
+                from = to;
+                rows = next?;
+            } else {
+                from = self.checkpoint(leader.as_mut()).await?;
+                rows = self.read_after(leader.as_mut(), from).await?;
             }
-            let checkpoint = self.checkpoint(leader.as_mut()).await?;
-            if remaining(&self.db, leader.as_mut(), checkpoint, Some(target)).await? == 0 {
-                break;
-            }
-            anyhow::ensure!(
-                tokio::time::Instant::now() < deadline,
-                "a long-running transaction holds the projector back; try again when it ends"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         if let Db::Postgres(pool) = &self.db {
             // Fresh tables have no statistics; lists would be planned blind.
@@ -333,25 +345,39 @@ impl Projector {
         mut leader: Option<&mut PgConnection>,
         from: Checkpoint,
     ) -> anyhow::Result<Option<(usize, Checkpoint)>> {
-        let rows: Vec<EventRow> = match (&self.db, leader.as_deref_mut()) {
-            (Db::Postgres(_), Some(conn)) => {
-                sqlx::query_as(READ_POSTGRES)
-                    .bind(from.transaction_id.to_string())
-                    .bind(from.position)
-                    .bind(BATCH)
-                    .fetch_all(conn)
-                    .await?
-            }
-            (Db::Sqlite(pool), _) => {
-                sqlx::query_as(READ_SQLITE)
-                    .bind(from.transaction_id)
-                    .bind(from.position)
-                    .bind(BATCH)
-                    .fetch_all(pool)
-                    .await?
-            }
-            (Db::Postgres(_), None) => anyhow::bail!("projecting on PostgreSQL requires the leader lock"),
-        };
+        anyhow::ensure!(
+            leader.is_some() || !self.db.is_postgres(),
+            "projecting on PostgreSQL requires the leader lock"
+        );
+        let rows = self.read_after(leader.as_deref_mut(), from).await?;
+        self.apply_rows(leader, from, rows).await
+    }
+
+    /// Up to a batch of events after `from`, in the projector's order: on
+    /// PostgreSQL through the leader's connection, or a pooled one if none
+    /// is given (reading needs no lock; applying does).
+    async fn read_after(&self, leader: Option<&mut PgConnection>, from: Checkpoint) -> anyhow::Result<Vec<EventRow>> {
+        macro_rules! read {
+            ($sql:expr, $transaction_id:expr, $executor:expr) => {
+                sqlx::query_as($sql).bind($transaction_id).bind(from.position).bind(BATCH).fetch_all($executor).await?
+            };
+        }
+        Ok(match (&self.db, leader) {
+            (Db::Postgres(_), Some(conn)) => read!(READ_POSTGRES, from.transaction_id.to_string(), conn),
+            (Db::Postgres(pool), None) => read!(READ_POSTGRES, from.transaction_id.to_string(), pool),
+            (Db::Sqlite(pool), _) => read!(READ_SQLITE, from.transaction_id, pool),
+        })
+    }
+
+    /// Applies `rows` (read after `from`) and moves the checkpoint past them
+    /// in one transaction. Returns the events applied and the new
+    /// checkpoint, or `None` when the stored checkpoint was no longer `from`.
+    async fn apply_rows(
+        &self,
+        leader: Option<&mut PgConnection>,
+        from: Checkpoint,
+        rows: Vec<EventRow>,
+    ) -> anyhow::Result<Option<(usize, Checkpoint)>> {
         let Some(last) = rows.last() else { return Ok(Some((0, from))) };
         let to = Checkpoint { transaction_id: last.transaction_id, position: last.position };
         let batch = Batch::plan(self.writes_for(&rows).await?);
@@ -379,7 +405,7 @@ impl Projector {
         let moved = match (&self.db, leader) {
             (Db::Postgres(_), Some(conn)) => save_then_apply!(conn.begin().await?, SAVE_POSTGRES, apply_postgres),
             (Db::Sqlite(pool), _) => save_then_apply!(pool.begin().await?, SAVE_SQLITE, apply_sqlite),
-            (Db::Postgres(_), None) => unreachable!("checked above"),
+            (Db::Postgres(_), None) => anyhow::bail!("projecting on PostgreSQL requires the leader lock"),
         };
         if moved != 1 {
             tracing::warn!("checkpoint moved under this projector; re-reading");
