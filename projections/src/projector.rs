@@ -155,6 +155,12 @@ impl Projected {
     }
 }
 
+/// A batch read and decoded, ready to be written.
+struct Planned {
+    rows: Vec<EventRow>,
+    batch: Batch,
+}
+
 pub struct Projector {
     db: Db,
     keys: KeyRing,
@@ -276,9 +282,9 @@ impl Projector {
         let deadline = tokio::time::Instant::now() + PATIENCE;
         let mut total = 0;
         let mut from = self.checkpoint(leader.as_mut()).await?;
-        let mut rows = self.read_after(leader.as_mut(), from).await?;
+        let mut planned = self.plan(self.read_after(leader.as_mut(), from).await?).await?;
         loop {
-            let Some(last) = rows.last() else {
+            let Some(last) = planned.rows.last() else {
                 if remaining(&self.db, leader.as_mut(), from, Some(target)).await? == 0 {
                     break;
                 }
@@ -287,20 +293,22 @@ impl Projector {
                     "a long-running transaction holds the projector back; try again when it ends"
                 );
                 tokio::time::sleep(Duration::from_millis(20)).await;
-                rows = self.read_after(leader.as_mut(), from).await?;
+                planned = self.plan(self.read_after(leader.as_mut(), from).await?).await?;
                 continue;
             };
-            // The next batch is read on another connection while this one is
-            // applied, so reading, decoding and writing overlap.
+            // The next batch is read (on another connection) and decoded
+            // while this one is written, so reading, decoding and writing
+            // overlap.
             let to = Checkpoint { transaction_id: last.transaction_id, position: last.position };
-            let (applied, next) = tokio::join!(self.apply_rows(leader.as_mut(), from, rows), self.read_after(None, to));
+            let following = async { self.plan(self.read_after(None, to).await?).await };
+            let (applied, following) = tokio::join!(self.apply(leader.as_mut(), from, planned), following);
             if let Some((applied, _)) = applied? {
                 total += applied;
                 from = to;
-                rows = next?;
+                planned = following?;
             } else {
                 from = self.checkpoint(leader.as_mut()).await?;
-                rows = self.read_after(leader.as_mut(), from).await?;
+                planned = self.plan(self.read_after(leader.as_mut(), from).await?).await?;
             }
         }
         if let Db::Postgres(pool) = &self.db {
@@ -350,7 +358,8 @@ impl Projector {
             "projecting on PostgreSQL requires the leader lock"
         );
         let rows = self.read_after(leader.as_deref_mut(), from).await?;
-        self.apply_rows(leader, from, rows).await
+        let planned = self.plan(rows).await?;
+        self.apply(leader, from, planned).await
     }
 
     /// Up to a batch of events after `from`, in the projector's order: on
@@ -369,18 +378,24 @@ impl Projector {
         })
     }
 
-    /// Applies `rows` (read after `from`) and moves the checkpoint past them
-    /// in one transaction. Returns the events applied and the new
+    /// Decodes `rows` into the read-model writes they cause.
+    async fn plan(&self, rows: Vec<EventRow>) -> anyhow::Result<Planned> {
+        let batch = Batch::plan(self.writes_for(&rows).await?);
+        Ok(Planned { rows, batch })
+    }
+
+    /// Applies a planned batch (read after `from`) and moves the checkpoint
+    /// past it in one transaction. Returns the events applied and the new
     /// checkpoint, or `None` when the stored checkpoint was no longer `from`.
-    async fn apply_rows(
+    async fn apply(
         &self,
         leader: Option<&mut PgConnection>,
         from: Checkpoint,
-        rows: Vec<EventRow>,
+        planned: Planned,
     ) -> anyhow::Result<Option<(usize, Checkpoint)>> {
+        let Planned { rows, batch } = planned;
         let Some(last) = rows.last() else { return Ok(Some((0, from))) };
         let to = Checkpoint { transaction_id: last.transaction_id, position: last.position };
-        let batch = Batch::plan(self.writes_for(&rows).await?);
         // The checkpoint moves first and only from where this batch started:
         // a second projector (a stray process on the same SQLite file) finds
         // it moved, rolls back and reads again, so nothing is applied twice.
