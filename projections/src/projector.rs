@@ -239,6 +239,11 @@ impl Projector {
             let won: bool =
                 sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(LEADER_LOCK).fetch_one(&mut conn).await?;
             if won {
+                // The read models and the checkpoint commit together and are
+                // derived from durable events: a crash may lose the last
+                // batches, which are then simply projected again. So the
+                // projector's commits need not wait for the WAL flush.
+                sqlx::query("SET synchronous_commit = off").execute(&mut conn).await?;
                 return Ok(Some(conn));
             }
             if give_up_after.is_some_and(|limit| started.elapsed() > limit) {
