@@ -221,6 +221,12 @@ async fn remote(config: &Config, report: &mut Report, base: &str) -> anyhow::Res
         world.long = Some((id, AtomicU32::new(steps), config.long_history));
     }
     world.updatable = seed::updatable(&world.tickets, pool_size(config));
+    if let Some(url) = config.database_url.as_deref() {
+        // As in process: fresh rows have no statistics until ANALYZE (or autovacuum) runs.
+        let db = Db::connect(url).await?;
+        analyze(&db, report).await?;
+        db.close().await;
+    }
     let world = Arc::new(world);
     let url = config.database_url.as_deref();
     http_scenarios(config, report, &gql, base, &world, &auth, url).await?;
