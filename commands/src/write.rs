@@ -22,8 +22,9 @@ use tokio::sync::Notify;
 use crate::db::Db;
 use crate::event_repo::EventRepo;
 
-/// Aggregates are snapshotted with every command, in the statement that
-/// appends its events: loading one is then one snapshot row, whatever the
+/// Aggregates are snapshotted with every command but the one that opens
+/// the stream, in the statement that appends its events: loading one is
+/// then one snapshot row (or a new stream's first events), whatever the
 /// length of its history. (At every 50 events a load read 25 events on
 /// average, and decoding them was the costliest part of a PostgreSQL
 /// update: 0.13 ms and ~55 buffer reads per load.)

@@ -100,6 +100,12 @@ ON CONFLICT (name) DO UPDATE SET transaction_id = excluded.transaction_id, posit
 const CLEAR_READ_MODELS: &str =
     "DELETE FROM ticket_history; DELETE FROM attachments; DELETE FROM tickets; DELETE FROM users; \
     UPDATE projector_checkpoints SET transaction_id = '0', position = 0;";
+/// On PostgreSQL the tables are truncated: deleted rows would stay behind
+/// as dead tuples until a vacuum, and every insert of the rebuild would
+/// check its unique keys against them (measured: half the rebuild's speed
+/// after a 100,000-ticket store was cleared).
+const CLEAR_READ_MODELS_POSTGRES: &str = "TRUNCATE ticket_history, attachments, tickets, users; \
+    UPDATE projector_checkpoints SET transaction_id = '0', position = 0;";
 
 /// The newest sequence this process's projector has applied per stream, so
 /// a waiting mutation learns it is visible without asking the database.
@@ -331,8 +337,8 @@ impl Projector {
     pub async fn rebuild(&self) -> anyhow::Result<usize> {
         let mut leader = self.elect(Some(Duration::from_secs(10))).await?;
         match (&self.db, leader.as_mut()) {
-            (Db::Postgres(_), Some(conn)) => clear(conn.begin().await?).await?,
-            (Db::Sqlite(pool), _) => clear(pool.begin().await?).await?,
+            (Db::Postgres(_), Some(conn)) => clear(conn.begin().await?, CLEAR_READ_MODELS_POSTGRES).await?,
+            (Db::Sqlite(pool), _) => clear(pool.begin().await?, CLEAR_READ_MODELS).await?,
             (Db::Postgres(_), None) => unreachable!("elected on PostgreSQL"),
         }
         self.drain(leader).await
@@ -543,11 +549,11 @@ fn decode<E: serde::de::DeserializeOwned>(row: &EventRow) -> anyhow::Result<E> {
     serde_json::from_value(row.payload.clone()).with_context(|| format!("event {} cannot be read", row.position))
 }
 
-async fn clear<DB: sqlx::Database>(mut tx: sqlx::Transaction<'_, DB>) -> anyhow::Result<()>
+async fn clear<DB: sqlx::Database>(mut tx: sqlx::Transaction<'_, DB>, sql: &'static str) -> anyhow::Result<()>
 where
     for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
 {
-    sqlx::raw_sql(CLEAR_READ_MODELS).execute(&mut *tx).await?;
+    sqlx::raw_sql(sql).execute(&mut *tx).await?;
     tx.commit().await?;
     Ok(())
 }

@@ -145,3 +145,20 @@ test_support::store_test!(racing_writers_land_once_each, |db| async move {
     .unwrap();
     assert_eq!(sequences, (1..=events).collect::<Vec<_>>());
 });
+
+// Opening a stream writes no snapshot; every later command writes one, so
+// a load reads one row however long the history.
+test_support::store_test!(snapshots_start_with_the_second_command, |db| async move {
+    let (write, id) = open_ticket(&db).await;
+    let snapshots = || async {
+        commands::on_db!(&db, pool => sqlx::query_scalar::<_, i64>("SELECT last_sequence FROM snapshots")
+            .fetch_all(pool).await)
+        .unwrap()
+    };
+    assert_eq!(snapshots().await, Vec::<i64>::new());
+    let actor = Actor::system("test");
+    assert_eq!(write.ticket(id, priority(Priority::High, Some(1)), &actor).await.unwrap(), 2);
+    assert_eq!(snapshots().await, vec![2]);
+    assert_eq!(write.ticket(id, priority(Priority::Low, Some(2)), &actor).await.unwrap(), 3);
+    assert_eq!(snapshots().await, vec![3]);
+});
