@@ -58,10 +58,8 @@ test_support::store_test!(a_no_op_returns_the_current_version, |db| async move {
     assert_eq!(write.ticket(id, priority(Priority::High, Some(2)), &actor).await.unwrap(), 2);
 });
 
-fn count_events(db: &Db) -> impl std::future::Future<Output = i64> + '_ {
-    async move {
-        commands::on_db!(db, pool => sqlx::query_scalar("SELECT COUNT(*) FROM events").fetch_one(pool).await).unwrap()
-    }
+async fn count_events(db: &Db) -> i64 {
+    commands::on_db!(db, pool => sqlx::query_scalar("SELECT COUNT(*) FROM events").fetch_one(pool).await).unwrap()
 }
 
 // An opening is first tried without reading the store; an id that is taken
