@@ -141,11 +141,29 @@ impl Ticket {
     }
     /// Every change, oldest first, built from the event stream. Changes to
     /// the confidential notes are admins' business: others do not see them.
+    /// `after` (an entry's `sequence`) and `first` (1 to 1,000) page through
+    /// a long history; without them the whole history is returned.
     #[graphql(complexity = "5 * child_complexity")]
-    async fn history(&self, ctx: &Context<'_>) -> ApiResult<Vec<AuditEntry>> {
+    async fn history(&self, ctx: &Context<'_>, after: Option<i32>, first: Option<i32>) -> ApiResult<Vec<AuditEntry>> {
         let admin = caller(ctx).viewer()?.is_admin();
+        let after = i64::from(after.unwrap_or(0));
+        if after < 0 {
+            return Err(ApiError::BadInput("after must not be negative".into()));
+        }
+        let first = match first {
+            None => usize::MAX,
+            Some(n) if (1..=MAX_HISTORY_PAGE).contains(&n) => usize::try_from(n).unwrap_or(usize::MAX),
+            Some(_) => return Err(ApiError::BadInput(format!("first must be between 1 and {MAX_HISTORY_PAGE}"))),
+        };
         let loader = ctx.data_unchecked::<super::loaders::Histories>();
-        let rows = loader.load_one(self.0.id).await?.unwrap_or_default();
+        let rows: Vec<HistoryRow> = loader
+            .load_one(self.0.id)
+            .await?
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|row| row.sequence > after && (admin || row.field.as_deref() != Some("confidentialNotes")))
+            .take(first)
+            .collect();
         let mut actors = std::collections::HashMap::new();
         if ctx.look_ahead().field("actor").exists() {
             let ids: std::collections::HashSet<uuid::Uuid> = rows.iter().filter_map(|row| row.actor_id).collect();
@@ -153,7 +171,6 @@ impl Ticket {
         }
         Ok(rows
             .into_iter()
-            .filter(|row| admin || row.field.as_deref() != Some("confidentialNotes"))
             .map(|row| {
                 let actor = row.actor_id.and_then(|id| actors.get(&id).cloned());
                 AuditEntry(row, actor)
@@ -200,6 +217,9 @@ impl Attachment {
 /// One history line and, when asked for, its actor (resolved once for the
 /// whole history rather than once per line).
 pub struct AuditEntry(pub HistoryRow, pub Option<UserRow>);
+
+/// The most history entries one page may ask for.
+const MAX_HISTORY_PAGE: i32 = 1000;
 
 #[Object]
 impl AuditEntry {

@@ -182,6 +182,34 @@ async fn create_and_update_read_their_own_writes(store: Store) {
         assert_eq!(answered, ticket(&app, &admin.token, &id).await, "{input}");
     }
 
+    // A long history pages by sequence; the reporter's pages skip the notes.
+    let paged =
+        "query($id: ID!, $a: Int, $f: Int) { ticket(id: $id) { history(after: $a, first: $f) { sequence field } } }";
+    let page = |token: &str, after: Value, first: Value| {
+        let variables = json!({ "id": id, "a": after, "f": first });
+        let (app, token) = (&app, token.to_owned());
+        async move { app.gql(Some(&token), paged, variables).await }
+    };
+    let sequences = |body: &Value| -> Vec<i64> {
+        body["data"]["ticket"]["history"]
+            .as_array()
+            .expect("a page")
+            .iter()
+            .filter_map(|e| e["sequence"].as_i64())
+            .collect()
+    };
+    assert_eq!(sequences(&page(&admin.token, json!(0), json!(2)).await), vec![1, 2]);
+    assert_eq!(sequences(&page(&admin.token, json!(2), json!(3)).await), vec![3, 4, 5]);
+    assert_eq!(sequences(&page(&admin.token, json!(1000), Value::Null).await), Vec::<i64>::new());
+    let all = sequences(&page(&admin.token, Value::Null, Value::Null).await);
+    assert_eq!(all, (1..=all.len() as i64).collect::<Vec<_>>());
+    let reporters = page(&reporter.token, json!(0), json!(6)).await;
+    assert_eq!(sequences(&reporters).len(), 6);
+    assert!(!reporters.to_string().contains("confidentialNotes"), "{reporters}");
+    for (after, first) in [(json!(0), json!(0)), (json!(0), json!(1001)), (json!(-1), json!(5))] {
+        assert_code(&page(&admin.token, after, first).await, "BAD_USER_INPUT");
+    }
+
     app.shutdown().await;
 }
 
