@@ -94,6 +94,16 @@ fn snapshot_store<A: Aggregate>(db: &Db) -> PersistedEventStore<EventRepo, A> {
     PersistedEventStore::new_snapshot_store(EventRepo::new(db), SNAPSHOT_EVERY)
 }
 
+/// A stream with nothing in it yet.
+fn empty_context<A: Aggregate>(id: &str) -> EventStoreAggregateContext<A> {
+    EventStoreAggregateContext {
+        aggregate_id: id.to_owned(),
+        aggregate: A::default(),
+        current_sequence: 0,
+        current_snapshot: None,
+    }
+}
+
 fn store_error<E: std::error::Error>(error: AggregateError<E>) -> WriteError<E> {
     match error {
         AggregateError::UserError(error) => WriteError::Rejected(error),
@@ -176,12 +186,7 @@ impl WriteSide {
     /// (and overwritten at the next snapshot) and the stream replayed.
     async fn load<A: Aggregate>(&self, id: &str) -> Result<EventStoreAggregateContext<A>, AggregateError<A::Error>> {
         let stored = self.repo.load_stream::<A>(id).await?;
-        let mut context = EventStoreAggregateContext {
-            aggregate_id: id.to_owned(),
-            aggregate: A::default(),
-            current_sequence: 0,
-            current_snapshot: None,
-        };
+        let mut context = empty_context::<A>(id);
         let mut events = stored.events;
         if let Some(snapshot) = stored.snapshot {
             context.current_snapshot = Some(snapshot.current_snapshot);
@@ -228,16 +233,8 @@ impl WriteSide {
         loop {
             attempt += 1;
             let guessing = new_stream && attempt == 1;
-            let context = if guessing {
-                EventStoreAggregateContext {
-                    aggregate_id: id.to_owned(),
-                    aggregate: A::default(),
-                    current_sequence: 0,
-                    current_snapshot: None,
-                }
-            } else {
-                self.load::<A>(id).await.map_err(store_error)?
-            };
+            let context =
+                if guessing { empty_context::<A>(id) } else { self.load::<A>(id).await.map_err(store_error)? };
             let before = context.current_sequence;
             let sink = EventSink::default();
             let mut deciding = context.aggregate.clone();
