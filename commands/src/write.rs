@@ -28,6 +28,9 @@ use crate::event_repo::EventRepo;
 /// length of its history. (At every 50 events a load read 25 events on
 /// average, and decoding them was the costliest part of a PostgreSQL
 /// update: 0.13 ms and ~55 buffer reads per load.)
+/// Must stay 1: `EventRepo::append` stamps the snapshot with the sequence
+/// of the last event it appends, which is right only when the snapshot
+/// covers them all.
 const SNAPSHOT_EVERY: usize = 1;
 /// How many times a command is re-decided after losing a race. Under
 /// sustained contention a retry loses about as often as the first try
@@ -214,7 +217,8 @@ impl WriteSide {
     /// context's aggregate before snapshotting it, so deciding on the
     /// context's own aggregate would snapshot every new event twice.
     ///
-    /// A `new_stream` command (an id just drawn at random) is first decided
+    /// A `new_stream` command (a ticket id just drawn at random, or the id
+    /// of an account that is being registered) is first decided
     /// on the empty aggregate without reading the store; if the id was
     /// taken after all, the append conflicts and the next attempt loads.
     async fn execute<A>(

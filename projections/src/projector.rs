@@ -114,13 +114,21 @@ pub struct Projected {
     versions: std::sync::Mutex<HashMap<Uuid, i64>>,
     /// Whether this process's projector holds the leadership now.
     leading: std::sync::atomic::AtomicBool,
+    /// Counts how often `versions` was emptied: anything judged current
+    /// against an older generation must be judged again.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 /// Marks the projector as leading for as long as it lives.
 struct Leading<'a>(&'a Projected);
 
 impl<'a> Leading<'a> {
+    /// What an earlier leadership noted may be ahead of the read models (its
+    /// last commits need not have reached the disk): start afresh.
     fn start(projected: &'a Projected) -> Self {
+        if let Ok(mut versions) = projected.versions.lock() {
+            projected.forget_all(&mut versions);
+        }
         projected.leading.store(true, std::sync::atomic::Ordering::Release);
         Self(projected)
     }
@@ -137,10 +145,15 @@ impl Projected {
     /// waiters fall back to the database.
     const CAPACITY: usize = 100_000;
 
+    fn forget_all(&self, versions: &mut HashMap<Uuid, i64>) {
+        versions.clear();
+        self.generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
     fn note(&self, rows: &[EventRow]) {
         let Ok(mut versions) = self.versions.lock() else { return };
         if versions.len() > Self::CAPACITY {
-            versions.clear();
+            self.forget_all(&mut versions);
         }
         for row in rows {
             if let Ok(id) = Uuid::parse_str(&row.aggregate_id) {
@@ -158,6 +171,11 @@ impl Projected {
     /// The newest applied sequence of `id`, if this process applied it.
     pub fn version(&self, id: Uuid) -> Option<i64> {
         self.versions.lock().ok()?.get(&id).copied()
+    }
+
+    /// Changes whenever what `version` remembers is forgotten.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
     }
 }
 

@@ -218,9 +218,13 @@ pub struct Access {
 
 #[derive(Debug, Clone)]
 struct CachedAccess {
-    access: Access,
+    /// `None`: forgotten on purpose; read again, and keep nothing older
+    /// than `version`.
+    access: Option<Access>,
     version: i64,
     fetched: std::time::Instant,
+    /// The in-process projector's generation when this was read.
+    generation: u64,
 }
 
 /// How long a user's role and disabled flag are served from memory. The
@@ -344,12 +348,15 @@ impl ReadModels {
     /// When the store fails.
     pub async fn access(&self, id: Uuid) -> Result<Option<Access>, sqlx::Error> {
         let applied = self.projected.as_ref().and_then(|p| p.version(id));
+        let generation = self.projected.as_ref().map_or(0, |p| p.generation());
         if let Ok(cache) = self.access.lock() {
             let fresh = cache.get(&id).filter(|entry| {
-                entry.fetched.elapsed() < ACCESS_TTL && applied.is_none_or(|applied| applied <= entry.version)
+                entry.fetched.elapsed() < ACCESS_TTL
+                    && entry.generation == generation
+                    && applied.is_none_or(|applied| applied <= entry.version)
             });
-            if let Some(entry) = fresh {
-                return Ok(Some(entry.access.clone()));
+            if let Some(access) = fresh.and_then(|entry| entry.access.clone()) {
+                return Ok(Some(access));
             }
         }
         let fetched = std::time::Instant::now();
@@ -359,15 +366,23 @@ impl ReadModels {
             if cache.len() >= ACCESS_CAPACITY {
                 cache.clear();
             }
-            cache.insert(id, CachedAccess { access: access.clone(), version: user.version, fetched });
+            // A read that raced a newer change (or a `forget_access`) is used
+            // for this request only.
+            if cache.get(&id).is_none_or(|entry| entry.version <= user.version) {
+                let entry = CachedAccess { access: Some(access.clone()), version: user.version, fetched, generation };
+                cache.insert(id, entry);
+            }
         }
         Ok(Some(access))
     }
 
-    /// Forgets what `access` knows of a user, after this process changed it.
-    pub fn forget_access(&self, id: Uuid) {
+    /// Forgets what `access` knows of a user after this process changed it
+    /// to `version`; rows older than that are not kept again.
+    pub fn forget_access(&self, id: Uuid, version: i64) {
         if let Ok(mut cache) = self.access.lock() {
-            cache.remove(&id);
+            let generation = self.projected.as_ref().map_or(0, |p| p.generation());
+            let fetched = std::time::Instant::now();
+            cache.insert(id, CachedAccess { access: None, version, fetched, generation });
         }
     }
 

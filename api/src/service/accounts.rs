@@ -79,7 +79,7 @@ impl App {
     ) -> ApiResult<UserRow> {
         let visible = self.projected(Table::Users, id, version, false).await?;
         // Also when the projector runs in another replica.
-        self.read.forget_access(id);
+        self.read.forget_access(id, i64::try_from(version).unwrap_or(i64::MAX));
         let row = self.read.user(id).await?;
         let row = if visible { row } else { expected(row) };
         row.ok_or_else(|| ApiError::internal("user missing after write"))
