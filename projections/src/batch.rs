@@ -1,7 +1,8 @@
 //! Turns one batch of writes into as few statements as possible: rows born
 //! in the batch absorb their later changes and are inserted many per
 //! statement; history and attachments are inserted many per statement.
-//! Only changes to rows that existed before the batch stay single updates.
+//! Changes to tickets that existed before the batch are folded per ticket
+//! and applied by one UPDATE … FROM (VALUES …) per batch.
 
 use std::collections::HashMap;
 
@@ -49,13 +50,70 @@ fn search_text(ticket: &NewTicket) -> String {
     format!("{}\n{}", ticket.title, ticket.description).to_lowercase()
 }
 
+/// What one batch changes in a ticket that existed before it, folded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TicketPatch {
+    pub id: Uuid,
+    pub status: Option<&'static str>,
+    pub priority: Option<(&'static str, i16)>,
+    /// `Some(None)` clears the assignee.
+    pub assignee: Option<Option<Uuid>>,
+    pub notes_envelope: Option<String>,
+    pub deleted_at: Option<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
+    pub version: i64,
+}
+
+impl TicketPatch {
+    fn new(id: Uuid, at: DateTime<Utc>, version: i64) -> Self {
+        Self {
+            id,
+            status: None,
+            priority: None,
+            assignee: None,
+            notes_envelope: None,
+            deleted_at: None,
+            updated_at: at,
+            version,
+        }
+    }
+
+    fn absorb(&mut self, change: TicketChange, at: DateTime<Utc>, version: i64) {
+        match change {
+            TicketChange::Status(status) => self.status = Some(status),
+            TicketChange::Priority(priority, rank) => self.priority = Some((priority, rank)),
+            TicketChange::Assignee(assignee) => self.assignee = Some(assignee),
+            TicketChange::Notes(envelope) => self.notes_envelope = Some(envelope),
+            TicketChange::Deleted => self.deleted_at = Some(at),
+            TicketChange::Touched => {}
+        }
+        self.updated_at = at;
+        self.version = version;
+    }
+}
+
+/// Every column a patch may set; a `NULL` keeps the stored value, but for
+/// the assignee, which `set_assignee` decides.
+const UPDATE_TICKETS: &str = "UPDATE tickets SET \
+    status = COALESCE(v.status, tickets.status), \
+    priority = COALESCE(v.priority, tickets.priority), \
+    priority_rank = COALESCE(v.priority_rank, tickets.priority_rank), \
+    assignee_id = CASE WHEN v.set_assignee THEN v.assignee_id ELSE tickets.assignee_id END, \
+    notes_envelope = COALESCE(v.notes_envelope, tickets.notes_envelope), \
+    deleted_at = COALESCE(v.deleted_at, tickets.deleted_at), \
+    updated_at = v.updated_at, version = v.version \
+    FROM (SELECT column1 AS id, column2 AS status, column3 AS priority, column4 AS priority_rank, \
+    column5 AS set_assignee, column6 AS assignee_id, column7 AS notes_envelope, column8 AS deleted_at, \
+    column9 AS updated_at, column10 AS version FROM (";
+const UPDATE_TICKETS_END: &str = ") AS patch_rows) AS v WHERE tickets.id = v.id";
+
 /// A batch's writes, folded.
 #[derive(Debug, Default)]
 pub struct Batch {
     pub users: Vec<NewUser>,
     pub user_updates: Vec<(Uuid, UserChange, i64)>,
     pub tickets: Vec<NewTicket>,
-    pub ticket_updates: Vec<(Uuid, TicketChange, DateTime<Utc>, i64)>,
+    pub ticket_updates: Vec<TicketPatch>,
     pub attachments: Vec<AttachmentRow>,
     pub history: Vec<HistoryEntry>,
 }
@@ -92,6 +150,7 @@ impl Batch {
         let mut batch = Batch::default();
         let mut new_tickets: HashMap<Uuid, usize> = HashMap::new();
         let mut new_users: HashMap<Uuid, usize> = HashMap::new();
+        let mut patches: HashMap<Uuid, usize> = HashMap::new();
         for write in writes {
             match write {
                 Write::InsertTicket {
@@ -124,7 +183,13 @@ impl Batch {
                 }
                 Write::UpdateTicket { id, change, at, version } => match new_tickets.get(&id) {
                     Some(&index) => batch.tickets[index].absorb(change, at, version),
-                    None => batch.ticket_updates.push((id, change, at, version)),
+                    None => {
+                        let index = *patches.entry(id).or_insert_with(|| {
+                            batch.ticket_updates.push(TicketPatch::new(id, at, version));
+                            batch.ticket_updates.len() - 1
+                        });
+                        batch.ticket_updates[index].absorb(change, at, version);
+                    }
                 },
                 Write::InsertHistory(entry) => batch.history.push(entry),
                 Write::InsertAttachment(row) => batch.attachments.push(row),
@@ -182,8 +247,16 @@ macro_rules! batch_executor {
                 });
                 sql.build().execute(&mut *conn).await?;
             }
-            for (id, change, at, version) in &batch.ticket_updates {
-                crate::writes::update_ticket!(conn, id, change, at, version);
+            for rows in batch.ticket_updates.chunks(ROWS_PER_INSERT) {
+                let mut sql = QueryBuilder::<$db>::new(UPDATE_TICKETS);
+                sql.push_values(rows, |mut b, p| {
+                    b.push_bind(p.id).push_bind(p.status).push_bind(p.priority.map(|(name, _)| name));
+                    b.push_bind(p.priority.map(|(_, rank)| rank)).push_bind(p.assignee.is_some());
+                    b.push_bind(p.assignee.flatten()).push_bind(&p.notes_envelope).push_bind(p.deleted_at);
+                    b.push_bind(p.updated_at).push_bind(p.version);
+                });
+                sql.push(UPDATE_TICKETS_END);
+                sql.build().execute(&mut *conn).await?;
             }
             for rows in batch.attachments.chunks(ROWS_PER_INSERT) {
                 let mut sql = QueryBuilder::<$db>::new(
@@ -254,6 +327,27 @@ mod tests {
             ("RESOLVED", 3, at(4), Some(at(4)))
         );
         assert_eq!(ticket.created_at, at(1));
-        assert_eq!(batch.ticket_updates, vec![(old, TicketChange::Priority("HIGH", 3), at(3), 9)]);
+        let mut patch = TicketPatch::new(old, at(3), 9);
+        patch.priority = Some(("HIGH", 3));
+        assert_eq!(batch.ticket_updates, vec![patch]);
+    }
+
+    #[test]
+    fn changes_to_older_rows_fold_into_one_patch_each() {
+        let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let update = |id, change, seconds, version| Write::UpdateTicket { id, change, at: at(seconds), version };
+        let batch = Batch::plan(vec![
+            update(a, TicketChange::Status("IN_PROGRESS"), 1, 5),
+            update(b, TicketChange::Assignee(Some(Uuid::from_u128(9))), 2, 3),
+            update(a, TicketChange::Assignee(None), 3, 6),
+            update(a, TicketChange::Status("RESOLVED"), 4, 7),
+            update(b, TicketChange::Touched, 5, 4),
+        ]);
+        let mut first = TicketPatch::new(a, at(4), 7);
+        first.status = Some("RESOLVED");
+        first.assignee = Some(None);
+        let mut second = TicketPatch::new(b, at(5), 4);
+        second.assignee = Some(Some(Uuid::from_u128(9)));
+        assert_eq!(batch.ticket_updates, vec![first, second]);
     }
 }

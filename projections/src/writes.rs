@@ -82,50 +82,6 @@ pub struct HistoryEntry {
     pub to: Option<String>,
 }
 
-/// Applies one change to a ticket that existed before the batch. The id,
-/// time and version are `$1`–`$3`; the change's own values follow.
-macro_rules! update_ticket {
-    ($conn:expr, $id:expr, $change:expr, $at:expr, $version:expr) => {{
-        use $crate::writes::TicketChange;
-        let (sql, first, second) = match $change {
-            TicketChange::Status(status) => (
-                "UPDATE tickets SET status = $4, updated_at = $2, version = $3 WHERE id = $1",
-                Some(status.to_string()),
-                None,
-            ),
-            TicketChange::Priority(priority, rank) => (
-                "UPDATE tickets SET priority = $4, priority_rank = $5, updated_at = $2, version = $3 WHERE id = $1",
-                Some(priority.to_string()),
-                Some(*rank),
-            ),
-            TicketChange::Notes(envelope) => (
-                "UPDATE tickets SET notes_envelope = $4, updated_at = $2, version = $3 WHERE id = $1",
-                Some(envelope.clone()),
-                None,
-            ),
-            TicketChange::Deleted => {
-                ("UPDATE tickets SET deleted_at = $2, updated_at = $2, version = $3 WHERE id = $1", None, None)
-            }
-            TicketChange::Touched => ("UPDATE tickets SET updated_at = $2, version = $3 WHERE id = $1", None, None),
-            TicketChange::Assignee(_) => {
-                ("UPDATE tickets SET assignee_id = $4, updated_at = $2, version = $3 WHERE id = $1", None, None)
-            }
-        };
-        let mut query = sqlx::query(sql).bind($id).bind($at).bind($version);
-        if let TicketChange::Assignee(assignee) = $change {
-            query = query.bind(*assignee);
-        }
-        if let Some(first) = first {
-            query = query.bind(first);
-        }
-        if let Some(second) = second {
-            query = query.bind(second);
-        }
-        query.execute(&mut *$conn).await?;
-    }};
-}
-pub(crate) use update_ticket;
-
 /// Applies one change to a user who existed before the batch.
 macro_rules! update_user {
     ($conn:expr, $id:expr, $change:expr, $version:expr) => {{
