@@ -80,7 +80,9 @@ impl Query {
     /// A ticket the caller may see, else `null`.
     async fn ticket(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Option<Ticket>> {
         let viewer = caller(ctx).viewer()?;
-        Ok(app(ctx).visible_ticket(viewer, &id).await?.map(Ticket))
+        let Some(row) = app(ctx).visible_ticket(viewer, &id).await? else { return Ok(None) };
+        super::loaders::prime_ticket(ctx, &app(ctx).read, &row).await?;
+        Ok(Some(Ticket(row)))
     }
 
     /// Tickets in the caller's scope, newest first by default.
