@@ -70,14 +70,21 @@ impl Actor {
 }
 
 /// What a command left in the store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Landed {
+#[derive(Debug, Clone, PartialEq)]
+pub struct Landed<E> {
     /// The stream's version afterwards.
     pub version: u64,
-    /// How many events this command appended (0 for a no-op).
-    pub appended: u64,
+    /// The events this command appended, in order (none for a no-op).
+    pub events: Vec<E>,
     /// The time recorded on those events (the projector stamps rows with it).
     pub at: DateTime<Utc>,
+}
+
+impl<E> Landed<E> {
+    /// How many events this command appended.
+    pub fn appended(&self) -> u64 {
+        self.events.len() as u64
+    }
 }
 
 /// Why a command did not land.
@@ -165,7 +172,7 @@ impl WriteSide {
         id: TicketId,
         command: TicketCommand,
         actor: &Actor,
-    ) -> Result<Landed, WriteError<domain::ticket::TicketError>> {
+    ) -> Result<Landed<domain::ticket::TicketEvent>, WriteError<domain::ticket::TicketError>> {
         let new_stream = matches!(command, TicketCommand::Open { .. });
         self.execute(&self.tickets, &id.to_string(), command, new_stream, actor).await
     }
@@ -228,7 +235,7 @@ impl WriteSide {
         command: A::Command,
         new_stream: bool,
         actor: &Actor,
-    ) -> Result<Landed, WriteError<A::Error>>
+    ) -> Result<Landed<A::Event>, WriteError<A::Error>>
     where
         A: Aggregate<Services = ()> + Clone,
         A::Command: Clone,
@@ -246,13 +253,13 @@ impl WriteSide {
             let events = sink.collect().await;
             let at = Utc::now().trunc_subsecs(6);
             if events.is_empty() {
-                return Ok(Landed { version: before as u64, appended: 0, at });
+                return Ok(Landed { version: before as u64, events, at });
             }
             match store.commit(events, context, actor.metadata(at)).await {
                 Ok(committed) => {
                     self.appended.notify_one();
-                    let appended = committed.len() as u64;
-                    return Ok(Landed { version: before as u64 + appended, appended, at });
+                    let events: Vec<A::Event> = committed.into_iter().map(|envelope| envelope.payload).collect();
+                    return Ok(Landed { version: before as u64 + events.len() as u64, events, at });
                 }
                 Err(AggregateError::AggregateConflict) if guessing => {}
                 Err(AggregateError::AggregateConflict) if attempt < MAX_ATTEMPTS => {

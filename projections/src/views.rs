@@ -8,6 +8,7 @@ use domain::values::Priority;
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::read::TicketRow;
 use crate::writes::{AttachmentRow, HistoryEntry, TicketChange, UserChange, Write};
 
 /// Shown in place of text whose data key has been destroyed.
@@ -136,6 +137,34 @@ pub fn ticket_writes(
     }
 }
 
+/// `row` as the projector leaves it once it has applied `events`, the last
+/// events of the stream up to sequence `version`, all recorded `at`: the
+/// projector's own changes, applied in memory, so a mutation can answer
+/// with exactly the row it will find.
+pub fn ticket_row_after(mut row: TicketRow, events: &[TicketEvent], version: i64, at: DateTime<Utc>) -> TicketRow {
+    let meta = Meta { at, actor_id: None, actor_role: None };
+    let first = version - i64::try_from(events.len()).unwrap_or(i64::MAX) + 1;
+    for (sequence, event) in (first..).zip(events) {
+        for write in ticket_writes(row.id, sequence, event, &meta, &|_, _| None) {
+            let Write::UpdateTicket { change, at, version, .. } = write else { continue };
+            match change {
+                TicketChange::Status(status) => status.clone_into(&mut row.status),
+                TicketChange::Priority(priority, rank) => {
+                    priority.clone_into(&mut row.priority);
+                    row.priority_rank = rank;
+                }
+                TicketChange::Assignee(assignee) => row.assignee_id = assignee,
+                TicketChange::Notes(envelope) => row.notes_envelope = Some(envelope),
+                TicketChange::Deleted => row.deleted_at = Some(at),
+                TicketChange::Touched => {}
+            }
+            row.updated_at = at;
+            row.version = version;
+        }
+    }
+    row
+}
+
 /// The writes one account event causes.
 pub fn account_writes(user: Uuid, sequence: i64, event: &AccountEvent, meta: &Meta) -> Vec<Write> {
     let update = |change| Write::UpdateUser { id: user, change, version: sequence };
@@ -165,6 +194,45 @@ mod tests {
 
     fn meta() -> Meta {
         Meta { at: DateTime::UNIX_EPOCH, actor_id: Some(Uuid::from_u128(5)), actor_role: Some("ADMIN".into()) }
+    }
+
+    #[test]
+    fn a_row_after_events_is_what_the_projector_writes() {
+        let at = DateTime::UNIX_EPOCH + chrono::Duration::seconds(60);
+        let row = TicketRow {
+            id: Uuid::from_u128(1),
+            title: "t".into(),
+            description: "d".into(),
+            priority: "MEDIUM".into(),
+            priority_rank: 2,
+            status: "OPEN".into(),
+            reporter_id: Uuid::from_u128(2),
+            assignee_id: None,
+            created_at: DateTime::UNIX_EPOCH,
+            updated_at: DateTime::UNIX_EPOCH,
+            version: 3,
+            notes_envelope: None,
+            deleted_at: None,
+        };
+        let assignee = UserId::from_uuid(Uuid::from_u128(9));
+        let events = [
+            TicketEvent::TicketStatusChanged { from: Status::Open, to: Status::InProgress },
+            TicketEvent::TicketPriorityChanged { from: Priority::Medium, to: Priority::High },
+            TicketEvent::TicketAssigned { assignee, previous: None },
+        ];
+        let after = ticket_row_after(row.clone(), &events, 6, at);
+        let expected = TicketRow {
+            status: "IN_PROGRESS".into(),
+            priority: "HIGH".into(),
+            priority_rank: 3,
+            assignee_id: Some(assignee.as_uuid()),
+            updated_at: at,
+            version: 6,
+            ..row.clone()
+        };
+        assert_eq!(format!("{after:?}"), format!("{expected:?}"));
+        // No events: the row as it was.
+        assert_eq!(format!("{:?}", ticket_row_after(row.clone(), &[], 3, at)), format!("{row:?}"));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use async_graphql::UploadValue;
 use commands::write::{Actor, Landed};
 use domain::sealed::{SealedField, SealedText};
+use domain::ticket::TicketEvent;
 use domain::ticket::{AssigneeChange, TicketCommand, TicketUpdate};
 use domain::values::{Description, Notes, Priority, Reason, Status, TicketId, Title, UserId};
 use projections::read::{Table, TicketQuery, TicketRow};
@@ -28,32 +29,6 @@ fn expected(version: Option<i32>) -> ApiResult<Option<u64>> {
     version
         .map(|v| u64::try_from(v).map_err(|_| ApiError::BadInput("expectedVersion must not be negative".into())))
         .transpose()
-}
-
-/// What a ticket row becomes once `update` has landed, exactly as the
-/// projector writes it.
-fn with_update(mut row: TicketRow, update: &TicketUpdate, landed: Landed) -> TicketRow {
-    if landed.appended == 0 {
-        return row;
-    }
-    if let Some(status) = update.status {
-        row.status = status.as_str().to_owned();
-    }
-    if let Some(priority) = update.priority {
-        row.priority = priority.as_str().to_owned();
-        row.priority_rank = projections::views::priority_rank(priority);
-    }
-    match update.assignee {
-        Some(AssigneeChange::Assign(user)) => row.assignee_id = Some(user.as_uuid()),
-        Some(AssigneeChange::Clear) => row.assignee_id = None,
-        None => {}
-    }
-    if let Some(notes) = &update.confidential_notes {
-        row.notes_envelope = Some(notes.ciphertext.clone());
-    }
-    row.version = i64::try_from(landed.version).unwrap_or(i64::MAX);
-    row.updated_at = landed.at;
-    row
 }
 
 impl App {
@@ -81,11 +56,11 @@ impl App {
     async fn ticket_after(
         &self,
         id: Uuid,
-        landed: Landed,
+        landed: &Landed<TicketEvent>,
         known: Option<TicketRow>,
         expected: impl FnOnce(Option<TicketRow>) -> Option<TicketRow>,
     ) -> ApiResult<TicketRow> {
-        let visible = self.projected(Table::Tickets, id, landed.version, landed.appended > 0).await?;
+        let visible = self.projected(Table::Tickets, id, landed.version, landed.appended() > 0).await?;
         if let Some(row) = known {
             return Ok(row);
         }
@@ -135,7 +110,7 @@ impl App {
             notes_envelope: None,
             deleted_at: None,
         };
-        let ticket = self.ticket_after(id.as_uuid(), landed, Some(opened), |_| None).await?;
+        let ticket = self.ticket_after(id.as_uuid(), &landed, Some(opened), |_| None).await?;
         self.confirm_evidence(stored.files).await?;
         Ok(ticket)
     }
@@ -181,13 +156,16 @@ impl App {
             confidential_notes,
             expected_version,
         };
-        let landed = self.write.ticket_landed(ticket_id, TicketCommand::Update(update.clone()), actor).await?;
+        let landed = self.write.ticket_landed(ticket_id, TicketCommand::Update(update), actor).await?;
         // Nobody wrote between the row read above and this command's
-        // decision: the row plus this update is what the projector writes.
-        let untouched = u64::try_from(ticket.version).is_ok_and(|v| v + landed.appended == landed.version);
+        // decision: the row plus the command's events is what the projector
+        // writes. Otherwise the row is read back.
+        let untouched = u64::try_from(ticket.version).is_ok_and(|v| v + landed.appended() == landed.version);
         let id = ticket.id;
-        let known = untouched.then(|| with_update(ticket, &update, landed));
-        self.ticket_after(id, landed, known, |row| row.map(|row| with_update(row, &update, landed))).await
+        let version = i64::try_from(landed.version).unwrap_or(i64::MAX);
+        let after = |row: TicketRow| projections::views::ticket_row_after(row, &landed.events, version, landed.at);
+        let known = untouched.then(|| after(ticket));
+        self.ticket_after(id, &landed, known, |row| row.map(after)).await
     }
 
     async fn seal(&self, ticket: TicketId, field: SealedField, text: &str) -> ApiResult<SealedText> {
