@@ -13,19 +13,18 @@
 //! The reference for the rebuild is an ordered scan of the same events in
 //! the projector's order, decoded like the projector decodes them.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 use api::state::AppState;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use commands::db::Db;
 use commands::on_db;
 use cqrs_es::DomainEvent as _;
 use domain::sealed::SealedField;
 use domain::ticket::TicketEvent;
-use domain::values::{Priority, Status, TicketId, UserId};
+use domain::values::{Priority, Role, Status, TicketId, UserId};
 use futures_util::TryStreamExt;
 use serde_json::Value;
 use sqlx::QueryBuilder;
@@ -47,16 +46,6 @@ struct EventRow {
     event_version: String,
     payload: Value,
     metadata: Value,
-}
-
-fn metadata(at: DateTime<Utc>, actor: Uuid, role: &str, n: usize) -> anyhow::Result<Value> {
-    let map = HashMap::from([
-        ("at".to_owned(), at.to_rfc3339_opts(SecondsFormat::Micros, true)),
-        ("request_id".to_owned(), format!("bench-rebuild-{n}")),
-        ("actor_id".to_owned(), actor.to_string()),
-        ("actor_role".to_owned(), role.to_owned()),
-    ]);
-    Ok(serde_json::to_value(map)?)
 }
 
 /// The events of one ticket, its data key created and stored first.
@@ -96,17 +85,22 @@ async fn ticket_events(
     let note = format!("Router admin password rotated after incident {n}.");
     list.push(TicketEvent::ConfidentialNotesSet { envelope: seal(SealedField::ConfidentialNotes, &note) });
     list.truncate(events);
-    let at = Utc::now();
+    let at = Utc::now().trunc_subsecs(6);
+    let request_id = format!("rebuild-{n}");
     let mut rows = Vec::with_capacity(list.len());
     for (i, event) in list.into_iter().enumerate() {
-        let (actor, role) = if i == 0 { (reporter, "EMPLOYEE") } else { (admin, "ADMIN") };
+        let actor = if i == 0 {
+            crate::seed::actor(reporter, Role::Employee, &request_id)
+        } else {
+            crate::seed::actor(admin, Role::Admin, &request_id)
+        };
         rows.push(EventRow {
             aggregate_id: id.to_string(),
             sequence: i64::try_from(i + 1)?,
             event_type: event.event_type(),
             event_version: event.event_version(),
             payload: serde_json::to_value(&event)?,
-            metadata: metadata(at, actor, role, n)?,
+            metadata: serde_json::to_value(actor.metadata(at))?,
         });
     }
     Ok(rows)
@@ -192,27 +186,21 @@ const SCAN_POSTGRES: &str = "SELECT position, transaction_id::text::bigint AS tr
 const SCAN_SQLITE: &str = "SELECT position, 0 AS transaction_id, aggregate_type, aggregate_id, sequence, \
     event_version, json(payload) AS payload, json(metadata) AS metadata, recorded_at FROM events ORDER BY position";
 
-/// Reads every event in the projector's order; answers the count and time.
+/// Reads every event in the projector's order, each row decoded into the
+/// projector's column types; answers the count and time.
 ///
 /// # Errors
 /// When the store fails.
 pub async fn scan(db: &Db) -> anyhow::Result<(u64, Duration)> {
     let started = Instant::now();
+    let sql = if db.is_postgres() { SCAN_POSTGRES } else { SCAN_SQLITE };
     let mut seen = 0u64;
-    match db {
-        Db::Postgres(pool) => {
-            let mut rows = sqlx::query_as::<_, Scanned>(SCAN_POSTGRES).fetch(pool);
-            while rows.try_next().await?.is_some() {
-                seen += 1;
-            }
+    on_db!(db, pool => {
+        let mut rows = sqlx::query_as::<_, Scanned>(sql).fetch(pool);
+        while rows.try_next().await?.is_some() {
+            seen += 1;
         }
-        Db::Sqlite(pool) => {
-            let mut rows = sqlx::query_as::<_, Scanned>(SCAN_SQLITE).fetch(pool);
-            while rows.try_next().await?.is_some() {
-                seen += 1;
-            }
-        }
-    }
+    });
     Ok((seen, started.elapsed()))
 }
 

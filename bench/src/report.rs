@@ -73,28 +73,18 @@ impl Row {
             Some(class) => m.classes.get(class).cloned().unwrap_or_else(crate::driver::histogram),
             None => m.total(),
         };
-        let seconds = m.elapsed.as_secs_f64().max(1e-9);
         let count = hist.len();
         let some = count > 0;
+        let latency =
+            |quantile: Option<f64>| ms(quantile.map_or(hist.max(), |q| hist.value_at_quantile(q))).filter(|_| some);
         Self {
-            scenario: scenario.to_owned(),
-            case: case.to_owned(),
-            clients: m.clients,
-            requests: count,
             errors: if class.is_some() { 0 } else { m.errors },
-            seconds,
-            per_second: count as f64 / seconds,
-            p50_ms: ms(hist.value_at_quantile(0.50)).filter(|_| some),
-            p90_ms: ms(hist.value_at_quantile(0.90)).filter(|_| some),
-            p99_ms: ms(hist.value_at_quantile(0.99)).filter(|_| some),
-            max_ms: ms(hist.max()).filter(|_| some),
-            compared_with: compare,
-            ratio: None,
-            app_cpu_ms: None,
-            pg_cpu_ms: None,
-            other_busy_pct: None,
-            cpu: None,
+            p50_ms: latency(Some(0.50)),
+            p90_ms: latency(Some(0.90)),
+            p99_ms: latency(Some(0.99)),
+            max_ms: latency(None),
             first_error: m.first_error.clone(),
+            ..Self::throughput(scenario, case, m.clients, count, m.elapsed, compare)
         }
         .with_cpu(class.is_none().then_some(m.cpu))
     }
@@ -252,7 +242,7 @@ impl Report {
         let _ = writeln!(out);
         let _ = writeln!(
             out,
-            "{:<10} {:<38} {:>7} {:>9} {:>6} {:>10} {:>8} {:>8} {:>8} {:>8} {:>7}",
+            "{:<10} {:<38} {:>7} {:>9} {:>6} {:>10} {:>8} {:>8} {:>8} {:>8} {:>7} {:>8} {:>8} {:>6}",
             "scenario",
             "case",
             "clients",
@@ -263,7 +253,10 @@ impl Report {
             "p90 ms",
             "p99 ms",
             "max ms",
-            "vs ref"
+            "vs ref",
+            "app cpu",
+            "pg cpu",
+            "other"
         );
         let opt = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"));
         for r in &self.rows {

@@ -138,7 +138,7 @@ async fn local(config: &Config, report: &mut Report, server: &mut InProcess) -> 
         let (id, steps) = server.on_server(seeding).await??;
         server.on_server(seed::caught_up(app.clone())).await??;
         report.seeded("events on one ticket", config.long_history, started.elapsed(), "write side, one at a time");
-        long = Some((id, AtomicU32::new(steps), config.long_history));
+        long = Some((id, AtomicU32::new(steps)));
     }
     analyze(app.read.db(), report).await?;
     let updatable = seed::updatable(&tickets, pool_size(config));
@@ -218,7 +218,7 @@ async fn remote(config: &Config, report: &mut Report, base: &str) -> anyhow::Res
         let (id, steps) = crate::remote::long_history(&gql, &tokens, config.long_history).await?;
         crate::remote::caught_up(base).await?;
         report.seeded("events on one ticket", config.long_history, started.elapsed(), "GraphQL updateTicket");
-        world.long = Some((id, AtomicU32::new(steps), config.long_history));
+        world.long = Some((id, AtomicU32::new(steps)));
     }
     world.updatable = seed::updatable(&world.tickets, pool_size(config));
     if let Some(url) = config.database_url.as_deref() {

@@ -45,10 +45,11 @@ fn index(n: u64) -> usize {
 impl Ctx {
     async fn run<F, Fut>(&self, clients: usize, classes: usize, op: F) -> Measured
     where
-        F: Fn(Ctx, usize, u64) -> Fut + Send + Sync + 'static,
+        F: Fn(Arc<Ctx>, usize, u64) -> Fut + Send + Sync + 'static,
         Fut: std::future::Future<Output = Result<usize, String>> + Send + 'static,
     {
-        let ctx = self.clone();
+        // Shared, not copied per request: the copy would be timed.
+        let ctx = Arc::new(self.clone());
         let limit = self.config.limit;
         closed_loop(clients, limit, self.config.warmup, classes, move |c, n| op(ctx.clone(), c, n)).await
     }
@@ -94,12 +95,13 @@ pub async fn create(ctx: &Ctx, clients: usize) -> Vec<Row> {
 pub async fn update(ctx: &Ctx, clients: usize, first: bool) -> (Vec<Row>, Option<String>) {
     let m = ctx.run(clients, 2, move |ctx, c, n| async move { ctx.update(c, clients, n).await }).await;
     let mut rows = vec![Row::measured("update", "updateTicket, fresh tickets", &m, None, Compare::Write)];
-    let Some((long, _, events)) = ctx.world.long.as_ref().filter(|_| first) else { return (rows, None) };
-    let (long, events) = (*long, *events);
+    let Some((long, steps)) = ctx.world.long.as_ref().filter(|_| first) else { return (rows, None) };
+    // Each step appended one event to the opening one.
+    let (long, events) = (*long, 1 + steps.load(std::sync::atomic::Ordering::Relaxed));
     let fresh = ctx.run(1, 2, |ctx, _, _| async move { ctx.update(0, 1, 0).await }).await;
     let on_long = ctx
         .run(1, 2, move |ctx, _, _| async move {
-            let Some((_, step, _)) = ctx.world.long.as_ref() else { return Err("no long ticket".to_owned()) };
+            let Some((_, step)) = ctx.world.long.as_ref() else { return Err("no long ticket".to_owned()) };
             let step = step.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             ctx.gql.send(Some(&ctx.tokens.admin), UPDATE, update_variables(long, step)).await.map(|_| 1)
         })
@@ -128,7 +130,7 @@ pub async fn read(ctx: &Ctx, clients: usize) -> Vec<Row> {
         Row::measured("read", "tickets(first: 50), employee", &page, None, Compare::Read),
         Row::measured("read", "tickets(first: 50, OPEN), admin", &admin, None, Compare::Read),
     ];
-    if let Some((long, steps, _)) = ctx.world.long.as_ref() {
+    if let Some((long, steps)) = ctx.world.long.as_ref() {
         // The update scenario may have lengthened it since seeding.
         let (long, events) = (*long, 1 + steps.load(std::sync::atomic::Ordering::Relaxed));
         let m = ctx

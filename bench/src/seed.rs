@@ -49,7 +49,7 @@ pub struct World {
     /// Tickets the update scenarios change, and how far each has got.
     pub updatable: Vec<(Uuid, AtomicU32)>,
     /// The ticket with a long history, and its step counter.
-    pub long: Option<(Uuid, AtomicU32, usize)>,
+    pub long: Option<(Uuid, AtomicU32)>,
 }
 
 /// Access tokens, minted (in process) or signed in (remote) per scenario.
@@ -148,7 +148,8 @@ pub fn mint(app: &AppState, world: &World) -> anyhow::Result<Tokens> {
     })
 }
 
-fn actor(user: Uuid, role: Role, what: &str) -> Actor {
+/// The actor seeding records on its events; the request id names the step.
+pub fn actor(user: Uuid, role: Role, what: &str) -> Actor {
     Actor { user_id: Some(UserId::from_uuid(user)), role: Some(role), request_id: format!("bench-{what}") }
 }
 

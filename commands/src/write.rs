@@ -54,7 +54,8 @@ impl Actor {
         Self { user_id: None, role: None, request_id: request_id.into() }
     }
 
-    fn metadata(&self, at: DateTime<Utc>) -> HashMap<String, String> {
+    /// What every event this actor appends at `at` records about it.
+    pub fn metadata(&self, at: DateTime<Utc>) -> HashMap<String, String> {
         let mut metadata = HashMap::from([
             ("at".to_owned(), at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
             ("request_id".to_owned(), self.request_id.clone()),
