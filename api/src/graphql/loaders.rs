@@ -83,19 +83,19 @@ pub async fn prime_ticket(ctx: &Context<'_>, read: &ReadModels, ticket: &TicketR
     let selection = ctx.look_ahead();
     let (history, attachments) = (selection.field("history"), selection.field("attachments"));
     let ids = [ticket.id];
-    let (history_rows, attachment_rows) = tokio::try_join!(
+    let (histories, attachments_of) = tokio::try_join!(
         async {
             if history.exists() {
-                read.histories(&ids).await.map(Some)
+                HistoryLoader(read.clone()).load(&ids).await
             } else {
-                Ok(None)
+                Ok(HashMap::new())
             }
         },
         async {
             if attachments.exists() {
-                read.attachments_of(&ids).await.map(Some)
+                AttachmentLoader(read.clone()).load(&ids).await
             } else {
-                Ok(None)
+                Ok(HashMap::new())
             }
         },
     )?;
@@ -106,23 +106,17 @@ pub async fn prime_ticket(ctx: &Context<'_>, read: &ReadModels, ticket: &TicketR
     if selection.field("assignee").exists() {
         users.extend(ticket.assignee_id);
     }
-    if let Some(rows) = history_rows {
-        if history.field("actor").exists() {
-            users.extend(rows.iter().filter_map(|(_, row)| row.actor_id));
-        }
-        let rows = rows.into_iter().map(|(_, row)| row).collect();
-        ctx.data_unchecked::<Histories>().feed_one(ticket.id, rows).await;
+    if history.field("actor").exists() {
+        users.extend(histories.values().flatten().filter_map(|row| row.actor_id));
     }
-    if let Some(rows) = attachment_rows {
-        if attachments.field("uploadedBy").exists() {
-            users.extend(rows.iter().filter_map(|row| row.uploaded_by));
-        }
-        ctx.data_unchecked::<Attachments>().feed_one(ticket.id, rows).await;
+    if attachments.field("uploadedBy").exists() {
+        users.extend(attachments_of.values().flatten().filter_map(|row| row.uploaded_by));
     }
+    ctx.data_unchecked::<Histories>().feed_many(histories).await;
+    ctx.data_unchecked::<Attachments>().feed_many(attachments_of).await;
     if !users.is_empty() {
         let ids: Vec<Uuid> = users.into_iter().collect();
-        let rows = read.users_by_ids(&ids).await?;
-        ctx.data_unchecked::<Users>().feed_many(rows.into_iter().map(|row| (row.id, row))).await;
+        ctx.data_unchecked::<Users>().feed_many(UserLoader(read.clone()).load(&ids).await?).await;
     }
     Ok(())
 }
