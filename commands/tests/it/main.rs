@@ -110,7 +110,7 @@ test_support::store_test!(an_unreadable_snapshot_is_replayed_over, |db| async mo
 });
 
 // Writers racing on one ticket append one gapless sequence.
-test_support::store_test!(racing_writers_land_once_each, |db| async move {
+test_support::store_test!(racing_writers_append_one_gapless_sequence, |db| async move {
     let (write, id) = open_ticket(&db).await;
     let write = std::sync::Arc::new(write);
     let mut tasks = Vec::new();
