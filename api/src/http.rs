@@ -29,6 +29,7 @@ use crate::auth::password::PasswordHasher;
 use crate::auth::sessions::Sessions;
 use crate::blobs::Blobs;
 use crate::config::Settings;
+use crate::graphql::limits::Documents;
 use crate::graphql::{schema, RequestInfo, TicketsSchema};
 use crate::secrets;
 use crate::state::{App, AppState, RateLimits};
@@ -42,6 +43,7 @@ const MAX_READY_LAG: i64 = 10_000;
 pub struct HttpState {
     pub app: AppState,
     pub schema: TicketsSchema,
+    pub documents: Arc<Documents>,
 }
 
 /// All routes; tests can call this directly.
@@ -113,7 +115,7 @@ async fn graphql(
         Err(response) => return ([(header::CONNECTION, "close")], response).into_response(),
     };
     let started = std::time::Instant::now();
-    let mut response = match crate::graphql::limits::check(&mut request) {
+    let mut response = match state.documents.prepare(&mut request) {
         Ok(()) => {
             let (users, histories, attachments) = crate::graphql::loaders::for_request(&state.app.read);
             let request =
@@ -196,7 +198,7 @@ impl Application {
         let listener = TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
         crate::metrics::handle();
         let schema = schema(app.clone());
-        Ok(Self { listener, state: HttpState { app, schema }, stop, projector })
+        Ok(Self { listener, state: HttpState { app, schema, documents: Arc::default() }, stop, projector })
     }
 
     pub fn port(&self) -> u16 {

@@ -175,14 +175,14 @@ struct Scanned {
     aggregate_id: String,
     sequence: i64,
     event_version: String,
-    payload: Value,
-    metadata: Value,
+    payload: String,
+    metadata: String,
     recorded_at: DateTime<Utc>,
 }
 
 const SCAN_POSTGRES: &str = "SELECT position, transaction_id::text::bigint AS transaction_id, aggregate_type, \
-    aggregate_id, sequence, event_version, payload, metadata, recorded_at FROM events \
-    ORDER BY events.transaction_id, events.position";
+    aggregate_id, sequence, event_version, payload::text AS payload, metadata::text AS metadata, recorded_at \
+    FROM events ORDER BY events.transaction_id, events.position";
 const SCAN_SQLITE: &str = "SELECT position, 0 AS transaction_id, aggregate_type, aggregate_id, sequence, \
     event_version, json(payload) AS payload, json(metadata) AS metadata, recorded_at FROM events ORDER BY position";
 

@@ -2,7 +2,13 @@
 //! in the batch absorb their later changes and are inserted many per
 //! statement; history and attachments are inserted many per statement.
 //! Changes to tickets that existed before the batch are folded per ticket
-//! and applied by one UPDATE … FROM (VALUES …) per batch.
+//! and applied by one UPDATE per batch.
+//!
+//! On PostgreSQL every statement takes its rows as one array per column
+//! (`UNNEST`), so each has one text whatever the batch's size: prepared
+//! once per connection, never re-planned for a new row count, and without
+//! a bind parameter per value. SQLite has no arrays and takes multi-row
+//! `VALUES` in chunks.
 
 use std::collections::HashMap;
 
@@ -93,7 +99,7 @@ impl TicketPatch {
 }
 
 /// Every column a patch may set; a `NULL` keeps the stored value, but for
-/// the assignee, which `set_assignee` decides.
+/// the assignee, which `set_assignee` decides. The rows come from `v`.
 const UPDATE_TICKETS: &str = "UPDATE tickets SET \
     status = COALESCE(v.status, tickets.status), \
     priority = COALESCE(v.priority, tickets.priority), \
@@ -101,11 +107,17 @@ const UPDATE_TICKETS: &str = "UPDATE tickets SET \
     assignee_id = CASE WHEN v.set_assignee THEN v.assignee_id ELSE tickets.assignee_id END, \
     notes_envelope = COALESCE(v.notes_envelope, tickets.notes_envelope), \
     deleted_at = COALESCE(v.deleted_at, tickets.deleted_at), \
-    updated_at = v.updated_at, version = v.version \
-    FROM (SELECT column1 AS id, column2 AS status, column3 AS priority, column4 AS priority_rank, \
-    column5 AS set_assignee, column6 AS assignee_id, column7 AS notes_envelope, column8 AS deleted_at, \
-    column9 AS updated_at, column10 AS version FROM (";
-const UPDATE_TICKETS_END: &str = ") AS patch_rows) AS v WHERE tickets.id = v.id";
+    updated_at = v.updated_at, version = v.version FROM ";
+const PATCH_COLUMNS: &str =
+    "id, status, priority, priority_rank, set_assignee, assignee_id, notes_envelope, deleted_at, updated_at, version";
+const INSERT_USERS: &str =
+    "INSERT INTO users (id, email, display_name, role, disabled, password_hash, created_at, version) ";
+const INSERT_TICKETS: &str = "INSERT INTO tickets (id, title, description, priority, priority_rank, status, \
+    reporter_id, assignee_id, created_at, updated_at, version, notes_envelope, deleted_at, search_text) ";
+const INSERT_ATTACHMENTS: &str = "INSERT INTO attachments (id, ticket_id, filename, content_type, size, sha256, \
+    uploaded_by, uploaded_at, sequence) ";
+const INSERT_HISTORY: &str = "INSERT INTO ticket_history (ticket_id, sequence, at, actor_id, actor_role, action, \
+    field, from_value, to_value) ";
 
 /// A batch's writes, folded.
 #[derive(Debug, Default)]
@@ -216,80 +228,177 @@ impl Batch {
     }
 }
 
-/// Generates the executor for one database's connection type.
-macro_rules! batch_executor {
-    ($name:ident, $conn:ty, $db:ty) => {
-        pub(crate) async fn $name(conn: &mut $conn, batch: &Batch) -> Result<(), sqlx::Error> {
-            use sqlx::QueryBuilder;
-            for rows in batch.users.chunks(ROWS_PER_INSERT) {
-                let mut sql = QueryBuilder::<$db>::new(
-                    "INSERT INTO users (id, email, display_name, role, disabled, password_hash, created_at, version) ",
-                );
-                sql.push_values(rows, |mut b, u| {
-                    b.push_bind(u.id).push_bind(&u.email).push_bind(&u.display_name).push_bind(u.role);
-                    b.push_bind(u.disabled).push_bind(&u.password_hash).push_bind(u.created_at).push_bind(u.version);
-                });
-                sql.build().execute(&mut *conn).await?;
-            }
-            for (id, change, version) in &batch.user_updates {
-                crate::writes::update_user!(conn, id, change, version);
-            }
-            for rows in batch.tickets.chunks(ROWS_PER_INSERT) {
-                let mut sql = QueryBuilder::<$db>::new(
-                    "INSERT INTO tickets (id, title, description, priority, priority_rank, status, reporter_id, \
-                     assignee_id, created_at, updated_at, version, notes_envelope, deleted_at, search_text) ",
-                );
-                sql.push_values(rows, |mut b, t| {
-                    b.push_bind(t.id).push_bind(&t.title).push_bind(&t.description).push_bind(t.priority);
-                    b.push_bind(t.priority_rank).push_bind(t.status).push_bind(t.reporter).push_bind(t.assignee);
-                    b.push_bind(t.created_at).push_bind(t.updated_at).push_bind(t.version);
-                    b.push_bind(&t.notes_envelope).push_bind(t.deleted_at).push_bind(search_text(t));
-                });
-                sql.build().execute(&mut *conn).await?;
-            }
-            for rows in batch.ticket_updates.chunks(ROWS_PER_INSERT) {
-                let mut sql = QueryBuilder::<$db>::new(UPDATE_TICKETS);
-                sql.push_values(rows, |mut b, p| {
-                    b.push_bind(p.id).push_bind(p.status).push_bind(p.priority.map(|(name, _)| name));
-                    b.push_bind(p.priority.map(|(_, rank)| rank)).push_bind(p.assignee.is_some());
-                    b.push_bind(p.assignee.flatten()).push_bind(&p.notes_envelope).push_bind(p.deleted_at);
-                    b.push_bind(p.updated_at).push_bind(p.version);
-                });
-                sql.push(UPDATE_TICKETS_END);
-                sql.build().execute(&mut *conn).await?;
-            }
-            for rows in batch.attachments.chunks(ROWS_PER_INSERT) {
-                let mut sql = QueryBuilder::<$db>::new(
-                    "INSERT INTO attachments (id, ticket_id, filename, content_type, size, sha256, uploaded_by, \
-                     uploaded_at, sequence) ",
-                );
-                sql.push_values(rows, |mut b, added| {
-                    let a = &added.row;
-                    b.push_bind(a.id).push_bind(a.ticket_id).push_bind(&a.filename).push_bind(&a.content_type);
-                    b.push_bind(a.size).push_bind(&a.sha256).push_bind(a.uploaded_by).push_bind(a.uploaded_at);
-                    b.push_bind(added.sequence);
-                });
-                sql.build().execute(&mut *conn).await?;
-            }
-            for rows in batch.history.chunks(ROWS_PER_INSERT) {
-                let mut sql = QueryBuilder::<$db>::new(
-                    "INSERT INTO ticket_history (ticket_id, sequence, at, actor_id, actor_role, action, field, \
-                     from_value, to_value) ",
-                );
-                sql.push_values(rows, |mut b, h| {
-                    b.push_bind(h.ticket_id).push_bind(h.sequence).push_bind(h.at).push_bind(h.actor_id);
-                    b.push_bind(&h.actor_role).push_bind(h.action).push_bind(h.field);
-                    b.push_bind(&h.from).push_bind(&h.to);
-                });
-                sql.build().execute(&mut *conn).await?;
-            }
-            Ok(())
-        }
-    };
+/// One column of a batch's rows, as the array PostgreSQL unnests.
+fn column<'a, T: 'a, V>(rows: &'a [T], value: impl FnMut(&'a T) -> V) -> Vec<V> {
+    rows.iter().map(value).collect()
 }
 
-batch_executor!(apply_postgres, sqlx::PgConnection, sqlx::Postgres);
-batch_executor!(apply_sqlite, sqlx::SqliteConnection, sqlx::Sqlite);
+/// Applies a folded batch on PostgreSQL: one statement per kind of row.
+pub(crate) async fn apply_postgres(conn: &mut sqlx::PgConnection, batch: &Batch) -> Result<(), sqlx::Error> {
+    if !batch.users.is_empty() {
+        let users = &batch.users;
+        sqlx::query(&format!(
+            "{INSERT_USERS} SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bool[], \
+             $6::text[], $7::timestamptz[], $8::int8[])"
+        ))
+        .bind(column(users, |u| u.id))
+        .bind(column(users, |u| u.email.as_str()))
+        .bind(column(users, |u| u.display_name.as_str()))
+        .bind(column(users, |u| u.role))
+        .bind(column(users, |u| u.disabled))
+        .bind(column(users, |u| u.password_hash.as_str()))
+        .bind(column(users, |u| u.created_at))
+        .bind(column(users, |u| u.version))
+        .execute(&mut *conn)
+        .await?;
+    }
+    for (id, change, version) in &batch.user_updates {
+        crate::writes::update_user!(conn, id, change, version);
+    }
+    if !batch.tickets.is_empty() {
+        let tickets = &batch.tickets;
+        sqlx::query(&format!(
+            "{INSERT_TICKETS} SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int2[], \
+             $6::text[], $7::uuid[], $8::uuid[], $9::timestamptz[], $10::timestamptz[], $11::int8[], $12::text[], \
+             $13::timestamptz[], $14::text[])"
+        ))
+        .bind(column(tickets, |t| t.id))
+        .bind(column(tickets, |t| t.title.as_str()))
+        .bind(column(tickets, |t| t.description.as_str()))
+        .bind(column(tickets, |t| t.priority))
+        .bind(column(tickets, |t| t.priority_rank))
+        .bind(column(tickets, |t| t.status))
+        .bind(column(tickets, |t| t.reporter))
+        .bind(column(tickets, |t| t.assignee))
+        .bind(column(tickets, |t| t.created_at))
+        .bind(column(tickets, |t| t.updated_at))
+        .bind(column(tickets, |t| t.version))
+        .bind(column(tickets, |t| t.notes_envelope.as_deref()))
+        .bind(column(tickets, |t| t.deleted_at))
+        .bind(column(tickets, search_text))
+        .execute(&mut *conn)
+        .await?;
+    }
+    if !batch.ticket_updates.is_empty() {
+        let patches = &batch.ticket_updates;
+        sqlx::query(&format!(
+            "{UPDATE_TICKETS} UNNEST($1::uuid[], $2::text[], $3::text[], $4::int2[], $5::bool[], $6::uuid[], \
+             $7::text[], $8::timestamptz[], $9::timestamptz[], $10::int8[]) AS v({PATCH_COLUMNS}) \
+             WHERE tickets.id = v.id"
+        ))
+        .bind(column(patches, |p| p.id))
+        .bind(column(patches, |p| p.status))
+        .bind(column(patches, |p| p.priority.map(|(name, _)| name)))
+        .bind(column(patches, |p| p.priority.map(|(_, rank)| rank)))
+        .bind(column(patches, |p| p.assignee.is_some()))
+        .bind(column(patches, |p| p.assignee.flatten()))
+        .bind(column(patches, |p| p.notes_envelope.as_deref()))
+        .bind(column(patches, |p| p.deleted_at))
+        .bind(column(patches, |p| p.updated_at))
+        .bind(column(patches, |p| p.version))
+        .execute(&mut *conn)
+        .await?;
+    }
+    if !batch.attachments.is_empty() {
+        let added = &batch.attachments;
+        sqlx::query(&format!(
+            "{INSERT_ATTACHMENTS} SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], \
+             $5::int8[], $6::text[], $7::uuid[], $8::timestamptz[], $9::int8[])"
+        ))
+        .bind(column(added, |a| a.row.id))
+        .bind(column(added, |a| a.row.ticket_id))
+        .bind(column(added, |a| a.row.filename.as_str()))
+        .bind(column(added, |a| a.row.content_type.as_str()))
+        .bind(column(added, |a| a.row.size))
+        .bind(column(added, |a| a.row.sha256.as_str()))
+        .bind(column(added, |a| a.row.uploaded_by))
+        .bind(column(added, |a| a.row.uploaded_at))
+        .bind(column(added, |a| a.sequence))
+        .execute(&mut *conn)
+        .await?;
+    }
+    if !batch.history.is_empty() {
+        let history = &batch.history;
+        sqlx::query(&format!(
+            "{INSERT_HISTORY} SELECT * FROM UNNEST($1::uuid[], $2::int8[], $3::timestamptz[], $4::uuid[], \
+             $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])"
+        ))
+        .bind(column(history, |h| h.ticket_id))
+        .bind(column(history, |h| h.sequence))
+        .bind(column(history, |h| h.at))
+        .bind(column(history, |h| h.actor_id))
+        .bind(column(history, |h| h.actor_role.as_deref()))
+        .bind(column(history, |h| h.action))
+        .bind(column(history, |h| h.field))
+        .bind(column(history, |h| h.from.as_deref()))
+        .bind(column(history, |h| h.to.as_deref()))
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Applies a folded batch on SQLite: multi-row `VALUES`, in chunks.
+pub(crate) async fn apply_sqlite(conn: &mut sqlx::SqliteConnection, batch: &Batch) -> Result<(), sqlx::Error> {
+    use sqlx::{QueryBuilder, Sqlite};
+    for rows in batch.users.chunks(ROWS_PER_INSERT) {
+        let mut sql = QueryBuilder::<Sqlite>::new(INSERT_USERS);
+        sql.push_values(rows, |mut b, u| {
+            b.push_bind(u.id).push_bind(&u.email).push_bind(&u.display_name).push_bind(u.role);
+            b.push_bind(u.disabled).push_bind(&u.password_hash).push_bind(u.created_at).push_bind(u.version);
+        });
+        sql.build().execute(&mut *conn).await?;
+    }
+    for (id, change, version) in &batch.user_updates {
+        crate::writes::update_user!(conn, id, change, version);
+    }
+    for rows in batch.tickets.chunks(ROWS_PER_INSERT) {
+        let mut sql = QueryBuilder::<Sqlite>::new(INSERT_TICKETS);
+        sql.push_values(rows, |mut b, t| {
+            b.push_bind(t.id).push_bind(&t.title).push_bind(&t.description).push_bind(t.priority);
+            b.push_bind(t.priority_rank).push_bind(t.status).push_bind(t.reporter).push_bind(t.assignee);
+            b.push_bind(t.created_at).push_bind(t.updated_at).push_bind(t.version);
+            b.push_bind(&t.notes_envelope).push_bind(t.deleted_at).push_bind(search_text(t));
+        });
+        sql.build().execute(&mut *conn).await?;
+    }
+    for rows in batch.ticket_updates.chunks(ROWS_PER_INSERT) {
+        let mut sql = QueryBuilder::<Sqlite>::new(UPDATE_TICKETS);
+        sql.push(
+            "(SELECT column1 AS id, column2 AS status, column3 AS priority, column4 AS priority_rank, \
+             column5 AS set_assignee, column6 AS assignee_id, column7 AS notes_envelope, column8 AS deleted_at, \
+             column9 AS updated_at, column10 AS version FROM (",
+        );
+        sql.push_values(rows, |mut b, p| {
+            b.push_bind(p.id).push_bind(p.status).push_bind(p.priority.map(|(name, _)| name));
+            b.push_bind(p.priority.map(|(_, rank)| rank)).push_bind(p.assignee.is_some());
+            b.push_bind(p.assignee.flatten()).push_bind(&p.notes_envelope).push_bind(p.deleted_at);
+            b.push_bind(p.updated_at).push_bind(p.version);
+        });
+        sql.push(") AS patch_rows) AS v WHERE tickets.id = v.id");
+        sql.build().execute(&mut *conn).await?;
+    }
+    for rows in batch.attachments.chunks(ROWS_PER_INSERT) {
+        let mut sql = QueryBuilder::<Sqlite>::new(INSERT_ATTACHMENTS);
+        sql.push_values(rows, |mut b, added| {
+            let a = &added.row;
+            b.push_bind(a.id).push_bind(a.ticket_id).push_bind(&a.filename).push_bind(&a.content_type);
+            b.push_bind(a.size).push_bind(&a.sha256).push_bind(a.uploaded_by).push_bind(a.uploaded_at);
+            b.push_bind(added.sequence);
+        });
+        sql.build().execute(&mut *conn).await?;
+    }
+    for rows in batch.history.chunks(ROWS_PER_INSERT) {
+        let mut sql = QueryBuilder::<Sqlite>::new(INSERT_HISTORY);
+        sql.push_values(rows, |mut b, h| {
+            b.push_bind(h.ticket_id).push_bind(h.sequence).push_bind(h.at).push_bind(h.actor_id);
+            b.push_bind(&h.actor_role).push_bind(h.action).push_bind(h.field);
+            b.push_bind(&h.from).push_bind(&h.to);
+        });
+        sql.build().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
 
 #[cfg(test)]
 mod tests {

@@ -21,7 +21,6 @@ use commands::on_db;
 use cqrs_es::Aggregate;
 use domain::account::{Account, AccountEvent};
 use domain::ticket::{Ticket, TicketEvent};
-use serde_json::Value;
 use sqlx::{Connection, PgConnection};
 use tokio::sync::{watch, Notify};
 use uuid::Uuid;
@@ -55,8 +54,9 @@ struct EventRow {
     aggregate_id: String,
     sequence: i64,
     event_version: String,
-    payload: Value,
-    metadata: Value,
+    /// JSON text, decoded once straight into the typed event.
+    payload: String,
+    metadata: String,
     recorded_at: DateTime<Utc>,
 }
 
@@ -65,7 +65,7 @@ struct EventRow {
 /// full scan and sort per batch).
 const READ_POSTGRES: &str = "
 SELECT position, transaction_id::text::bigint AS transaction_id, aggregate_type, aggregate_id, sequence,
-       event_version, payload, metadata, recorded_at
+       event_version, payload::text AS payload, metadata::text AS metadata, recorded_at
   FROM events
  WHERE (transaction_id, position) > ($1::text::xid8, $2)
    AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
@@ -325,13 +325,15 @@ impl Projector {
                 planned = self.plan(self.read_after(leader.as_mut(), from).await?).await?;
                 continue;
             };
-            // The next batch is read (on another connection) and decoded
-            // while this one is written, so reading, decoding and writing
-            // overlap.
+            // The next batch is read (on another connection) and decoded on
+            // a task of its own while this one is written, so reading,
+            // decoding and writing overlap on every core.
             let to = Checkpoint { transaction_id: last.transaction_id, position: last.position };
-            let following = async { self.plan(self.read_after(None, to).await?).await };
-            let (applied, following) = tokio::join!(self.apply(leader.as_mut(), from, planned), following);
-            if let Some((applied, _)) = applied? {
+            let (db, keys) = (self.db.clone(), self.keys.clone());
+            let following = tokio::spawn(async move { plan(&keys, read_after(&db, None, to).await?).await });
+            let applied = self.apply(leader.as_mut(), from, planned).await?;
+            let following = following.await.context("planning the next batch")?;
+            if let Some((applied, _)) = applied {
                 total += applied;
                 from = to;
                 planned = following?;
@@ -391,26 +393,12 @@ impl Projector {
         self.apply(leader, from, planned).await
     }
 
-    /// Up to a batch of events after `from`, in the projector's order: on
-    /// PostgreSQL through the leader's connection, or a pooled one if none
-    /// is given (reading needs no lock; applying does).
     async fn read_after(&self, leader: Option<&mut PgConnection>, from: Checkpoint) -> anyhow::Result<Vec<EventRow>> {
-        macro_rules! read {
-            ($sql:expr, $transaction_id:expr, $executor:expr) => {
-                sqlx::query_as($sql).bind($transaction_id).bind(from.position).bind(BATCH).fetch_all($executor).await?
-            };
-        }
-        Ok(match (&self.db, leader) {
-            (Db::Postgres(_), Some(conn)) => read!(READ_POSTGRES, from.transaction_id.to_string(), conn),
-            (Db::Postgres(pool), None) => read!(READ_POSTGRES, from.transaction_id.to_string(), pool),
-            (Db::Sqlite(pool), _) => read!(READ_SQLITE, from.transaction_id, pool),
-        })
+        read_after(&self.db, leader, from).await
     }
 
-    /// Decodes `rows` into the read-model writes they cause.
     async fn plan(&self, rows: Vec<EventRow>) -> anyhow::Result<Planned> {
-        let batch = Batch::plan(self.writes_for(&rows).await?);
-        Ok(Planned { rows, batch })
+        plan(&self.keys, rows).await
     }
 
     /// Applies a planned batch (read after `from`) and moves the checkpoint
@@ -459,41 +447,82 @@ impl Projector {
         self.progress.send_replace(to);
         Ok(Some((rows.len(), to)))
     }
+}
 
-    async fn writes_for(&self, rows: &[EventRow]) -> anyhow::Result<Vec<Write>> {
-        // Every key the batch needs, in one query.
-        let needing_keys: Vec<Uuid> = rows
-            .iter()
-            .filter(|row| {
-                row.aggregate_type == Ticket::TYPE
-                    && (row.sequence == 1 || row.payload.get("AttachmentAdded").is_some())
-            })
-            .filter_map(|row| Uuid::parse_str(&row.aggregate_id).ok())
-            .collect::<std::collections::HashSet<_>>()
-            .into_iter()
-            .collect();
-        let keys = self.keys.get_many(&needing_keys).await?;
-        let mut writes = Vec::with_capacity(rows.len() * 2);
-        for row in rows {
-            let meta = Meta::from_json(&row.metadata, row.recorded_at);
-            let id = Uuid::parse_str(&row.aggregate_id)
-                .with_context(|| format!("event {} has a malformed aggregate id", row.position))?;
-            match row.aggregate_type.as_str() {
-                Ticket::TYPE => {
-                    let event: TicketEvent = decode(row)?;
-                    let key = keys.get(&id);
-                    let open = |field, sealed: &_| key.and_then(|key| key.open(id, field, sealed).ok());
-                    writes.extend(ticket_writes(id, row.sequence, &event, &meta, &open));
-                }
-                Account::TYPE => {
-                    let event: AccountEvent = decode(row)?;
-                    writes.extend(account_writes(id, row.sequence, &event, &meta));
-                }
-                other => tracing::warn!(aggregate_type = other, position = row.position, "unknown stream skipped"),
+/// Up to a batch of events after `from`, in the projector's order: on
+/// PostgreSQL through the leader's connection, or a pooled one if none is
+/// given (reading needs no lock; applying does).
+async fn read_after(db: &Db, leader: Option<&mut PgConnection>, from: Checkpoint) -> anyhow::Result<Vec<EventRow>> {
+    macro_rules! read {
+        ($sql:expr, $transaction_id:expr, $executor:expr) => {
+            sqlx::query_as($sql).bind($transaction_id).bind(from.position).bind(BATCH).fetch_all($executor).await?
+        };
+    }
+    Ok(match (db, leader) {
+        (Db::Postgres(_), Some(conn)) => read!(READ_POSTGRES, from.transaction_id.to_string(), conn),
+        (Db::Postgres(pool), None) => read!(READ_POSTGRES, from.transaction_id.to_string(), pool),
+        (Db::Sqlite(pool), _) => read!(READ_SQLITE, from.transaction_id, pool),
+    })
+}
+
+/// Decodes `rows` into the read-model writes they cause, folded.
+async fn plan(keys: &KeyRing, rows: Vec<EventRow>) -> anyhow::Result<Planned> {
+    let batch = Batch::plan(writes_for(keys, &rows).await?);
+    Ok(Planned { rows, batch })
+}
+
+/// An event row decoded.
+enum Decoded {
+    Ticket(Uuid, TicketEvent),
+    Account(Uuid, AccountEvent),
+    Unknown,
+}
+
+/// Decodes `rows` into the read-model writes they cause.
+async fn writes_for(keys: &KeyRing, rows: &[EventRow]) -> anyhow::Result<Vec<Write>> {
+    let decoded = rows.iter().map(decode_row).collect::<anyhow::Result<Vec<_>>>()?;
+    // Every key the batch needs, in one query.
+    let needing_keys: Vec<Uuid> = rows
+        .iter()
+        .zip(&decoded)
+        .filter_map(|(row, decoded)| match decoded {
+            Decoded::Ticket(id, event) if row.sequence == 1 || matches!(event, TicketEvent::AttachmentAdded { .. }) => {
+                Some(*id)
+            }
+            _ => None,
+        })
+        .collect::<std::collections::HashSet<_>>()
+        .into_iter()
+        .collect();
+    let keys = keys.get_many(&needing_keys).await?;
+    let mut writes = Vec::with_capacity(rows.len() * 2);
+    for (row, decoded) in rows.iter().zip(decoded) {
+        let meta = Meta::from_text(&row.metadata, row.recorded_at);
+        match decoded {
+            Decoded::Ticket(id, event) => {
+                let key = keys.get(&id);
+                let open = |field, sealed: &_| key.and_then(|key| key.open(id, field, sealed).ok());
+                writes.extend(ticket_writes(id, row.sequence, &event, &meta, &open));
+            }
+            Decoded::Account(id, event) => writes.extend(account_writes(id, row.sequence, &event, &meta)),
+            Decoded::Unknown => {
+                tracing::warn!(aggregate_type = row.aggregate_type, position = row.position, "unknown stream skipped");
             }
         }
-        Ok(writes)
     }
+    Ok(writes)
+}
+
+fn decode_row(row: &EventRow) -> anyhow::Result<Decoded> {
+    let id = || {
+        Uuid::parse_str(&row.aggregate_id)
+            .with_context(|| format!("event {} has a malformed aggregate id", row.position))
+    };
+    Ok(match row.aggregate_type.as_str() {
+        Ticket::TYPE => Decoded::Ticket(id()?, decode(row)?),
+        Account::TYPE => Decoded::Account(id()?, decode(row)?),
+        _ => Decoded::Unknown,
+    })
 }
 
 /// Gives the leader lock back at once rather than when the connection dies.
@@ -564,7 +593,7 @@ pub async fn stored_checkpoint(db: &Db) -> Result<Checkpoint, sqlx::Error> {
 /// versions get an upcaster here.
 fn decode<E: serde::de::DeserializeOwned>(row: &EventRow) -> anyhow::Result<E> {
     anyhow::ensure!(row.event_version == "1", "event {} has unknown version {}", row.position, row.event_version);
-    serde_json::from_value(row.payload.clone()).with_context(|| format!("event {} cannot be read", row.position))
+    serde_json::from_str(&row.payload).with_context(|| format!("event {} cannot be read", row.position))
 }
 
 async fn clear<DB: sqlx::Database>(mut tx: sqlx::Transaction<'_, DB>, sql: &'static str) -> anyhow::Result<()>

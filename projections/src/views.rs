@@ -22,17 +22,32 @@ pub struct Meta {
     pub actor_role: Option<String>,
 }
 
+/// The metadata keys `Meta` reads; any others are skipped unread.
+#[derive(Default, serde::Deserialize)]
+struct StoredMeta {
+    at: Option<String>,
+    actor_id: Option<String>,
+    actor_role: Option<String>,
+}
+
 impl Meta {
-    /// Reads the metadata the write side records; a missing time falls back
-    /// to `recorded`, the store's own commit stamp.
-    pub fn from_json(metadata: &Value, recorded: DateTime<Utc>) -> Self {
-        let text = |key: &str| metadata.get(key).and_then(Value::as_str);
+    /// Reads the metadata the write side records (JSON text); a missing or
+    /// unreadable time falls back to `recorded`, the store's own commit
+    /// stamp, and an unreadable actor to none.
+    pub fn from_text(metadata: &str, recorded: DateTime<Utc>) -> Self {
+        // Values of other types than text count as missing, as before.
+        let stored = serde_json::from_str::<StoredMeta>(metadata).unwrap_or_else(|_| {
+            let value: Value = serde_json::from_str(metadata).unwrap_or_default();
+            let text = |key: &str| value.get(key).and_then(Value::as_str).map(str::to_owned);
+            StoredMeta { at: text("at"), actor_id: text("actor_id"), actor_role: text("actor_role") }
+        });
         Meta {
-            at: text("at")
-                .and_then(|at| DateTime::parse_from_rfc3339(at).ok())
+            at: stored
+                .at
+                .and_then(|at| DateTime::parse_from_rfc3339(&at).ok())
                 .map_or(recorded, |at| at.with_timezone(&Utc)),
-            actor_id: text("actor_id").and_then(|id| Uuid::parse_str(id).ok()),
-            actor_role: text("actor_role").map(str::to_owned),
+            actor_id: stored.actor_id.and_then(|id| Uuid::parse_str(&id).ok()),
+            actor_role: stored.actor_role,
         }
     }
 }
@@ -274,9 +289,12 @@ mod tests {
 
     #[test]
     fn metadata_is_read_with_fallbacks() {
-        let json = serde_json::json!({"at": "2026-01-02T03:04:05.000006Z", "actor_id": "not-a-uuid"});
-        let meta = Meta::from_json(&json, DateTime::UNIX_EPOCH);
+        let json = r#"{"at": "2026-01-02T03:04:05.000006Z", "actor_id": "not-a-uuid", "request_id": "r"}"#;
+        let meta = Meta::from_text(json, DateTime::UNIX_EPOCH);
         assert_eq!(meta.at.to_rfc3339(), "2026-01-02T03:04:05.000006+00:00");
         assert_eq!(meta.actor_id, None);
+        let odd = Meta::from_text(r#"{"at": 5, "actor_role": "ADMIN"}"#, DateTime::UNIX_EPOCH);
+        assert_eq!((odd.at, odd.actor_role.as_deref()), (DateTime::UNIX_EPOCH, Some("ADMIN")));
+        assert_eq!(Meta::from_text("not json", DateTime::UNIX_EPOCH).at, DateTime::UNIX_EPOCH);
     }
 }
