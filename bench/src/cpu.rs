@@ -7,10 +7,15 @@
 //! background processes (WAL writer, checkpointer, autovacuum) and any other
 //! work competing for the same cores, which makes a run noisy.
 //!
-//! Times are in USER_HZ ticks, which Linux fixes at 100 a second.
+//! Times are in USER_HZ ticks, which Linux fixes at 100 a second. A
+//! backend that exits between two samples (the rebuild's leader connection
+//! does) takes its ticks out of `/proc` with it, so a thread polls the
+//! watched backends every `POLL` and keeps the last count of each one that
+//! has gone: at most one poll's worth of an exiting backend is missed.
 
-use std::sync::OnceLock;
-use std::time::Instant;
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -18,6 +23,29 @@ const TICKS_PER_SECOND: f64 = 100.0;
 
 static DATABASE: OnceLock<String> = OnceLock::new();
 static SERVER: OnceLock<u32> = OnceLock::new();
+static BACKENDS: Mutex<Backends> = Mutex::new(Backends { live: None, exited: 0.0 });
+const POLL: Duration = Duration::from_millis(200);
+
+/// The watched backends' ticks: the live ones by pid, and the sum of the
+/// last counts of those that exited.
+struct Backends {
+    live: Option<HashMap<u32, f64>>,
+    exited: f64,
+}
+
+impl Backends {
+    /// Takes a fresh reading of the live backends; returns all ticks so far.
+    fn absorb(&mut self, now: HashMap<u32, f64>) -> f64 {
+        for (pid, ticks) in self.live.take().unwrap_or_default() {
+            if !now.contains_key(&pid) {
+                self.exited += ticks;
+            }
+        }
+        let total = self.exited + now.values().sum::<f64>();
+        self.live = Some(now);
+        total
+    }
+}
 
 /// Counts process `pid` (a `--target` server) instead of this process.
 pub fn watch_server(pid: u32) {
@@ -26,7 +54,14 @@ pub fn watch_server(pid: u32) {
 
 /// Counts only the backends of database `name` as PostgreSQL's share.
 pub fn watch_database(name: &str) {
-    let _ = DATABASE.set(name.to_owned());
+    if DATABASE.set(name.to_owned()).is_ok() {
+        std::thread::spawn(|| loop {
+            std::thread::sleep(POLL);
+            if let (Some(name), Ok(mut backends)) = (DATABASE.get(), BACKENDS.lock()) {
+                backends.absorb(watched_backends(name));
+            }
+        });
+    }
 }
 
 /// CPU counters at one moment, in seconds.
@@ -63,20 +98,25 @@ fn process_ticks(stat: &str) -> Option<(String, f64)> {
 /// is someone else's and counts as `other`.
 fn postgres_ticks() -> f64 {
     let Some(name) = DATABASE.get() else { return 0.0 };
-    let Ok(entries) = std::fs::read_dir("/proc") else { return 0.0 };
+    BACKENDS.lock().map_or(0.0, |mut backends| backends.absorb(watched_backends(name)))
+}
+
+/// Ticks of each live `postgres` process whose title names database `name`.
+fn watched_backends(name: &str) -> HashMap<u32, f64> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return HashMap::new() };
     entries
         .flatten()
-        .filter(|e| e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
-        .filter(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|title| contains(&title, name.as_bytes())))
-        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
-        .filter_map(|stat| process_ticks(&stat))
-        .filter(|(comm, _)| comm == "postgres")
-        .map(|(_, ticks)| ticks)
-        .sum()
+        .filter_map(|e| Some((e.file_name().to_str()?.parse::<u32>().ok()?, e.path())))
+        .filter(|(_, path)| std::fs::read(path.join("cmdline")).is_ok_and(|title| contains(&title, name.as_bytes())))
+        .filter_map(|(pid, path)| Some((pid, std::fs::read_to_string(path.join("stat")).ok()?)))
+        .filter_map(|(pid, stat)| process_ticks(&stat).map(|(comm, ticks)| (pid, comm, ticks)))
+        .filter(|(_, comm, _)| comm == "postgres")
+        .map(|(pid, _, ticks)| (pid, ticks))
+        .collect()
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    !needle.is_empty() && haystack.windows(needle.len()).any(|window| window == needle)
+    !needle.is_empty() && memchr::memmem::find(haystack, needle).is_some()
 }
 
 /// Busy ticks of all cores: everything but idle and iowait.
@@ -125,6 +165,14 @@ mod tests {
     fn stat_lines_with_spaces_in_the_name_parse() {
         let stat = "42 (tokio worker) S 1 42 42 0 -1 4194304 100 0 0 0 250 50 0 0 20 0 9 0 1 2 3";
         assert_eq!(process_ticks(stat), Some(("tokio worker".to_owned(), 300.0)));
+    }
+
+    #[test]
+    fn a_backend_that_exits_keeps_its_last_count() {
+        let mut backends = Backends { live: None, exited: 0.0 };
+        assert_eq!(backends.absorb(HashMap::from([(1, 5.0), (2, 3.0)])), 8.0);
+        assert_eq!(backends.absorb(HashMap::from([(1, 7.0)])), 10.0, "pid 2's 3 ticks stay counted");
+        assert_eq!(backends.absorb(HashMap::from([(1, 7.0), (3, 1.0)])), 11.0);
     }
 
     #[test]

@@ -210,6 +210,8 @@ pub struct Rebuilt {
     pub reopen: Duration,
     pub added: usize,
     pub seeding: Duration,
+    /// Whether a PostgreSQL `CHECKPOINT` ran before the scan and rebuild.
+    pub settled: bool,
     pub scanned: u64,
     pub scan: Duration,
     pub scan_cpu: crate::cpu::Usage,
@@ -247,6 +249,13 @@ pub async fn rebuild_phase(
         seed(app.clone(), admin, reporters, added, parallelism).await?;
     }
     let seeding = started.elapsed();
+    // What the seeding and the scenarios before wrote would otherwise be
+    // flushed by PostgreSQL's checkpointer while the rebuild runs, and the
+    // rebuild's first touch of each page would carry a full-page image.
+    let settled = match app.write.db() {
+        Db::Postgres(pool) => sqlx::query("CHECKPOINT").execute(pool).await.is_ok(),
+        Db::Sqlite(_) => false,
+    };
     eprintln!("[bench] scanning the events (reference)");
     let before = crate::cpu::sample();
     let (scanned, scan) = scan(app.write.db()).await?;
@@ -263,5 +272,18 @@ pub async fn rebuild_phase(
     let restart = started.elapsed();
     again.read.db().close().await;
     let applied = u64::try_from(applied)?;
-    Ok(Rebuilt { reopen, added, seeding, scanned, scan, scan_cpu, applied, rebuild, rebuild_cpu, restart, restart_lag })
+    Ok(Rebuilt {
+        reopen,
+        added,
+        seeding,
+        settled,
+        scanned,
+        scan,
+        scan_cpu,
+        applied,
+        rebuild,
+        rebuild_cpu,
+        restart,
+        restart_lag,
+    })
 }

@@ -174,6 +174,9 @@ async fn rebuild(config: &Config, report: &mut Report, server: &mut InProcess, w
         let how = "domain events sealed under real data keys, multi-row INSERTs into events";
         report.seeded("events for the rebuild", done.added, done.seeding, how);
     }
+    if done.settled {
+        report.notes.push("CHECKPOINT ran before the event scan and the rebuild".to_owned());
+    }
     let scan = Row::throughput("reference", REF_SCAN, 1, done.scanned, done.scan, Compare::Nothing);
     report.rows.push(scan.with_cpu(Some(done.scan_cpu)));
     let case = "projector rebuild from zero (events)";
