@@ -18,7 +18,7 @@ use uuid::Uuid;
 use crate::writes::{AttachmentRow, HistoryEntry, TicketChange, UserChange, Write};
 
 /// Rows per multi-row INSERT: SQLite allows 32,766 parameters per
-/// statement, and the widest row here has 13.
+/// statement, and the widest row here has 14.
 const ROWS_PER_INSERT: usize = 500;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -108,6 +108,13 @@ const UPDATE_TICKETS: &str = "UPDATE tickets SET \
     notes_envelope = COALESCE(v.notes_envelope, tickets.notes_envelope), \
     deleted_at = COALESCE(v.deleted_at, tickets.deleted_at), \
     updated_at = v.updated_at, version = v.version FROM ";
+/// One patch on SQLite, with the same meaning as `UPDATE_TICKETS`.
+const UPDATE_TICKET_SQLITE: &str = "UPDATE tickets SET \
+    status = COALESCE($2, status), priority = COALESCE($3, priority), \
+    priority_rank = COALESCE($4, priority_rank), \
+    assignee_id = CASE WHEN $5 THEN $6 ELSE assignee_id END, \
+    notes_envelope = COALESCE($7, notes_envelope), deleted_at = COALESCE($8, deleted_at), \
+    updated_at = $9, version = $10 WHERE id = $1";
 const PATCH_COLUMNS: &str =
     "id, status, priority, priority_rank, set_assignee, assignee_id, notes_envelope, deleted_at, updated_at, version";
 const INSERT_USERS: &str =
@@ -362,21 +369,24 @@ pub(crate) async fn apply_sqlite(conn: &mut sqlx::SqliteConnection, batch: &Batc
         });
         sql.build().execute(&mut *conn).await?;
     }
-    for rows in batch.ticket_updates.chunks(ROWS_PER_INSERT) {
-        let mut sql = QueryBuilder::<Sqlite>::new(UPDATE_TICKETS);
-        sql.push(
-            "(SELECT column1 AS id, column2 AS status, column3 AS priority, column4 AS priority_rank, \
-             column5 AS set_assignee, column6 AS assignee_id, column7 AS notes_envelope, column8 AS deleted_at, \
-             column9 AS updated_at, column10 AS version FROM (",
-        );
-        sql.push_values(rows, |mut b, p| {
-            b.push_bind(p.id).push_bind(p.status).push_bind(p.priority.map(|(name, _)| name));
-            b.push_bind(p.priority.map(|(_, rank)| rank)).push_bind(p.assignee.is_some());
-            b.push_bind(p.assignee.flatten()).push_bind(&p.notes_envelope).push_bind(p.deleted_at);
-            b.push_bind(p.updated_at).push_bind(p.version);
-        });
-        sql.push(") AS patch_rows) AS v WHERE tickets.id = v.id");
-        sql.build().execute(&mut *conn).await?;
+    // One prepared statement per patch: SQLite's UPDATE … FROM a VALUES
+    // list cost a 16-client update 3 ms of CPU at 30,000 tickets, growing
+    // with the table (its profile: page reads and index steps), and an
+    // embedded statement costs no round trip.
+    for p in &batch.ticket_updates {
+        sqlx::query(UPDATE_TICKET_SQLITE)
+            .bind(p.id)
+            .bind(p.status)
+            .bind(p.priority.map(|(name, _)| name))
+            .bind(p.priority.map(|(_, rank)| rank))
+            .bind(p.assignee.is_some())
+            .bind(p.assignee.flatten())
+            .bind(&p.notes_envelope)
+            .bind(p.deleted_at)
+            .bind(p.updated_at)
+            .bind(p.version)
+            .execute(&mut *conn)
+            .await?;
     }
     for rows in batch.attachments.chunks(ROWS_PER_INSERT) {
         let mut sql = QueryBuilder::<Sqlite>::new(INSERT_ATTACHMENTS);
