@@ -163,7 +163,7 @@ pub async fn open_ticket(app: &AppState, reporter: Uuid, i: usize) -> anyhow::Re
     let title = Title::parse(&title).map_err(|e| anyhow!("{e}"))?;
     let description = Description::parse(&description).map_err(|e| anyhow!("{e}"))?;
     let id = TicketId::from_uuid(Uuid::new_v4());
-    let key = app.keys.create(id).await?;
+    let (key, wrapped) = app.keys.mint(id);
     let command = TicketCommand::Open {
         id,
         reporter: UserId::from_uuid(reporter),
@@ -171,7 +171,7 @@ pub async fn open_ticket(app: &AppState, reporter: Uuid, i: usize) -> anyhow::Re
         description: key.seal(id.as_uuid(), SealedField::Description, description.as_str()),
         attachments: vec![],
     };
-    app.write.ticket(id, command, &actor(reporter, Role::Employee, "seed")).await?;
+    app.write.open_ticket(id, wrapped, command, &actor(reporter, Role::Employee, "seed")).await?;
     Ok(id.as_uuid())
 }
 

@@ -9,6 +9,8 @@
 //! and sqlite-es's, and so is every other read.
 
 use cqrs_es::persist::{PersistedEventRepository, PersistenceError, ReplayStream, SerializedEvent, SerializedSnapshot};
+use std::sync::Arc;
+
 use cqrs_es::Aggregate;
 use postgres_es::PostgresEventRepository;
 use serde_json::Value;
@@ -16,10 +18,11 @@ use sqlite_es::SqliteEventRepository;
 use sqlx::{PgPool, QueryBuilder, SqlitePool};
 
 use crate::db::Db;
+use crate::keys::NewKeys;
 
 pub enum EventRepo {
-    Postgres(PostgresEventRepository, PgPool),
-    Sqlite(SqliteEventRepository, SqlitePool),
+    Postgres(PostgresEventRepository, PgPool, Arc<NewKeys>),
+    Sqlite(SqliteEventRepository, SqlitePool, Arc<NewKeys>),
 }
 
 /// A stream as stored: its snapshot, if any, and the events after it.
@@ -104,10 +107,14 @@ fn unknown(error: sqlx::Error) -> PersistenceError {
 }
 
 impl EventRepo {
-    pub fn new(db: &Db) -> Self {
+    /// `new_keys` are the data keys to store with the first events of their
+    /// streams.
+    pub fn new(db: &Db, new_keys: Arc<NewKeys>) -> Self {
         match db {
-            Db::Postgres(pool) => EventRepo::Postgres(PostgresEventRepository::new(pool.clone()), pool.clone()),
-            Db::Sqlite(pool) => EventRepo::Sqlite(SqliteEventRepository::new(pool.clone()), pool.clone()),
+            Db::Postgres(pool) => {
+                EventRepo::Postgres(PostgresEventRepository::new(pool.clone()), pool.clone(), new_keys)
+            }
+            Db::Sqlite(pool) => EventRepo::Sqlite(SqliteEventRepository::new(pool.clone()), pool.clone(), new_keys),
         }
     }
 
@@ -117,10 +124,10 @@ impl EventRepo {
     /// When the store fails.
     pub async fn load_stream<A: Aggregate>(&self, aggregate_id: &str) -> Result<StoredStream, PersistenceError> {
         let rows: Vec<StreamRow> = match self {
-            EventRepo::Postgres(_, pool) => {
+            EventRepo::Postgres(_, pool, _) => {
                 sqlx::query_as(LOAD_POSTGRES).bind(A::TYPE).bind(aggregate_id).fetch_all(pool).await
             }
-            EventRepo::Sqlite(_, pool) => {
+            EventRepo::Sqlite(_, pool, _) => {
                 sqlx::query_as(LOAD_SQLITE).bind(A::TYPE).bind(aggregate_id).fetch_all(pool).await
             }
         }
@@ -129,9 +136,10 @@ impl EventRepo {
     }
 
     /// Appends events, and with them the aggregate's snapshot when given,
-    /// atomically; a sequence already taken means another command won the
-    /// race. On PostgreSQL this is one statement (the events insert runs as
-    /// a data-modifying CTE), on SQLite one transaction.
+    /// or a new ticket's data key with its first events, atomically; a
+    /// sequence already taken means another command won the race. On
+    /// PostgreSQL this is one statement (the other inserts run as
+    /// data-modifying CTEs), on SQLite one transaction.
     async fn append<A: Aggregate>(
         &self,
         events: &[SerializedEvent],
@@ -150,6 +158,19 @@ impl EventRepo {
         // first snapshot comes with the stream's second command.
         let snapshot = snapshot.filter(|_| events.first().is_none_or(|event| event.sequence > 1));
         let last_sequence = events.last().map_or(0, |e| i64::try_from(e.sequence).unwrap_or(i64::MAX));
+        let new_keys = match self {
+            EventRepo::Postgres(_, _, keys) | EventRepo::Sqlite(_, _, keys) => keys,
+        };
+        let key =
+            events.first().filter(|first| first.sequence == 1).and_then(|first| new_keys.get(&first.aggregate_id));
+        const KEY: &str = "INSERT INTO data_keys (ticket_id, kid, wrapped) ";
+        macro_rules! key {
+            ($sql:expr, $ticket:expr, $wrapped:expr) => {
+                $sql.push(KEY).push_values([()], |mut row, ()| {
+                    row.push_bind($ticket).push_bind($wrapped.kid.as_str()).push_bind($wrapped.ciphertext.as_str());
+                })
+            };
+        }
         macro_rules! events {
             ($sql:expr) => {
                 $sql.push(INSERT).push_values(events, |mut row, event| {
@@ -176,20 +197,30 @@ impl EventRepo {
             }};
         }
         match (self, &snapshot) {
-            (EventRepo::Postgres(_, pool), None) => {
+            (EventRepo::Postgres(_, pool, _), None) => {
                 let mut sql = QueryBuilder::new("");
+                if let Some((ticket, wrapped)) = &key {
+                    sql.push("WITH keyed AS (");
+                    key!(sql, *ticket, wrapped);
+                    sql.push(") ");
+                }
                 events!(sql);
                 sql.build().execute(pool).await.map(|_| ()).map_err(unknown)
             }
-            (EventRepo::Postgres(_, pool), Some((id, payload, current))) => {
+            (EventRepo::Postgres(_, pool, _), Some((id, payload, current))) => {
                 let mut sql = QueryBuilder::new("WITH appended AS (");
                 events!(sql);
                 sql.push(") ");
                 snapshot!(sql, id.as_str(), payload, *current);
                 sql.build().execute(pool).await.map(|_| ()).map_err(unknown)
             }
-            (EventRepo::Sqlite(_, pool), snapshot) => {
+            (EventRepo::Sqlite(_, pool, _), snapshot) => {
                 let mut tx = pool.begin().await.map_err(unknown)?;
+                if let Some((ticket, wrapped)) = &key {
+                    let mut sql = QueryBuilder::new("");
+                    key!(sql, *ticket, wrapped);
+                    sql.build().execute(&mut *tx).await.map_err(unknown)?;
+                }
                 let mut sql = QueryBuilder::new("");
                 events!(sql);
                 sql.build().execute(&mut *tx).await.map_err(unknown)?;
@@ -207,8 +238,8 @@ impl EventRepo {
 macro_rules! delegate {
     ($self:ident, $repo:ident => $call:expr) => {
         match $self {
-            EventRepo::Postgres($repo, _) => $call,
-            EventRepo::Sqlite($repo, _) => $call,
+            EventRepo::Postgres($repo, _, _) => $call,
+            EventRepo::Sqlite($repo, _, _) => $call,
         }
     };
 }

@@ -2,7 +2,7 @@
 //! Deleting a ticket's row shreds its sealed text in every event.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use domain::values::TicketId;
 use thiserror::Error;
@@ -42,6 +42,13 @@ impl KeyRing {
         const SQL: &str = "INSERT INTO data_keys (ticket_id, kid, wrapped) VALUES ($1, $2, $3)";
         on_db!(&self.db, pool => sqlx::query(SQL).bind(ticket.as_uuid()).bind(&wrapped.kid).bind(&wrapped.ciphertext).execute(pool).await.map(|_| ()))?;
         Ok(key)
+    }
+
+    /// Makes a fresh data key for a new ticket without storing it: the
+    /// write side stores the wrapped key with the ticket's first events
+    /// (`WriteSide::open_ticket`), so the key exists exactly when they do.
+    pub fn mint(&self, ticket: TicketId) -> (DataKey, WrappedKey) {
+        self.master.new_data_key(ticket.as_uuid())
     }
 
     /// The ticket's data key, or `None` once it has been shredded.
@@ -87,5 +94,29 @@ impl KeyRing {
             count += 1;
         }
         Ok(count)
+    }
+}
+
+/// Wrapped data keys of tickets being opened, by stream id: the append of
+/// a stream's first events stores its key in the same statement
+/// (PostgreSQL) or transaction (SQLite), so a create is one durable commit.
+#[derive(Default)]
+pub struct NewKeys(Mutex<HashMap<String, (Uuid, WrappedKey)>>);
+
+impl NewKeys {
+    pub(crate) fn put(&self, stream: &str, ticket: Uuid, key: WrappedKey) {
+        if let Ok(mut keys) = self.0.lock() {
+            keys.insert(stream.to_owned(), (ticket, key));
+        }
+    }
+
+    pub(crate) fn get(&self, stream: &str) -> Option<(Uuid, WrappedKey)> {
+        self.0.lock().ok()?.get(stream).cloned()
+    }
+
+    pub(crate) fn forget(&self, stream: &str) {
+        if let Ok(mut keys) = self.0.lock() {
+            keys.remove(stream);
+        }
     }
 }

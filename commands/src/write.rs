@@ -19,8 +19,10 @@ use domain::values::{Role, TicketId, UserId};
 use thiserror::Error;
 use tokio::sync::Notify;
 
+use crate::cipher::WrappedKey;
 use crate::db::Db;
 use crate::event_repo::EventRepo;
+use crate::keys::NewKeys;
 
 /// Aggregates are snapshotted with every command but the one that opens
 /// the stream, in the statement that appends its events: loading one is
@@ -101,8 +103,8 @@ pub enum WriteError<E: std::error::Error> {
     Store(String),
 }
 
-fn snapshot_store<A: Aggregate>(db: &Db) -> PersistedEventStore<EventRepo, A> {
-    PersistedEventStore::new_snapshot_store(EventRepo::new(db), SNAPSHOT_EVERY)
+fn snapshot_store<A: Aggregate>(db: &Db, new_keys: &Arc<NewKeys>) -> PersistedEventStore<EventRepo, A> {
+    PersistedEventStore::new_snapshot_store(EventRepo::new(db, new_keys.clone()), SNAPSHOT_EVERY)
 }
 
 /// A stream with nothing in it yet.
@@ -129,16 +131,28 @@ pub struct WriteSide {
     tickets: Store<Ticket>,
     accounts: Store<Account>,
     appended: Arc<Notify>,
+    new_keys: Arc<NewKeys>,
+}
+
+/// Forgets a new ticket's key once its command has run (or was dropped).
+struct Forget<'a>(&'a NewKeys, &'a str);
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        self.0.forget(self.1);
+    }
 }
 
 impl WriteSide {
     pub fn new(db: Db) -> Self {
+        let new_keys = Arc::new(NewKeys::default());
         Self {
-            tickets: snapshot_store(&db),
-            accounts: snapshot_store(&db),
-            repo: EventRepo::new(&db),
+            tickets: snapshot_store(&db, &new_keys),
+            accounts: snapshot_store(&db, &new_keys),
+            repo: EventRepo::new(&db, new_keys.clone()),
             db,
             appended: Arc::new(Notify::new()),
+            new_keys,
         }
     }
 
@@ -176,6 +190,25 @@ impl WriteSide {
     ) -> Result<Landed<domain::ticket::TicketEvent>, WriteError<domain::ticket::TicketError>> {
         let new_stream = matches!(command, TicketCommand::Open { .. });
         self.execute(&self.tickets, &id.to_string(), command, new_stream, actor).await
+    }
+
+    /// Opens a ticket: its data key (from `KeyRing::mint`) is stored by the
+    /// same statement or transaction that appends the first events, so the
+    /// key exists exactly when they do and a create is one durable commit.
+    ///
+    /// # Errors
+    /// As [`WriteSide::ticket_landed`].
+    pub async fn open_ticket(
+        &self,
+        id: TicketId,
+        key: WrappedKey,
+        command: TicketCommand,
+        actor: &Actor,
+    ) -> Result<Landed<domain::ticket::TicketEvent>, WriteError<domain::ticket::TicketError>> {
+        let stream = id.to_string();
+        self.new_keys.put(&stream, id.as_uuid(), key);
+        let _forget = Forget(&self.new_keys, &stream);
+        self.execute(&self.tickets, &stream, command, true, actor).await
     }
 
     /// Runs an account command; returns the account's version afterwards.

@@ -8,6 +8,7 @@
 use std::io::{Read, Seek, SeekFrom};
 
 use async_graphql::UploadValue;
+use commands::cipher::DataKey;
 use commands::write::Actor;
 use domain::sealed::SealedField;
 use domain::ticket::{NewAttachment, TicketCommand};
@@ -145,6 +146,20 @@ impl App {
         let Some(key) = self.keys.get(ticket).await? else {
             return Err(ApiError::BadInput("ticket's text has been erased".into()));
         };
+        self.store_evidence_with(ticket, &key, evidence).await
+    }
+
+    /// As [`App::store_evidence`], with the ticket's key at hand (a ticket
+    /// being opened, whose key is stored with its first events).
+    ///
+    /// # Errors
+    /// When the blob store fails.
+    pub async fn store_evidence_with(
+        &self,
+        ticket: TicketId,
+        key: &DataKey,
+        evidence: Vec<Evidence>,
+    ) -> ApiResult<StoredEvidence> {
         let mut stored = StoredEvidence { attachments: Vec::with_capacity(evidence.len()), files: Vec::new() };
         for item in evidence {
             let copy = item.file.try_clone().map_err(ApiError::internal)?;

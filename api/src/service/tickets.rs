@@ -83,8 +83,8 @@ impl App {
         let description = Description::parse(description)?;
         let evidence = self.inspect_uploads(uploads).await?;
         let id = TicketId::from_uuid(Uuid::new_v4());
-        let key = self.keys.create(id).await?;
-        let stored = self.store_evidence(id, evidence).await?;
+        let (key, wrapped) = self.keys.mint(id);
+        let stored = self.store_evidence_with(id, &key, evidence).await?;
         let command = TicketCommand::Open {
             id,
             reporter: UserId::from_uuid(viewer.id),
@@ -92,7 +92,7 @@ impl App {
             description: key.seal(id.as_uuid(), SealedField::Description, description.as_str()),
             attachments: stored.attachments,
         };
-        let landed = self.write.ticket_landed(id, command, actor).await?;
+        let landed = self.write.open_ticket(id, wrapped, command, actor).await?;
         tracing::info!(ticket.id = %id, "ticket opened");
         // A new stream has no other writer: the row is known exactly.
         let opened = TicketRow {

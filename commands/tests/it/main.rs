@@ -160,3 +160,37 @@ test_support::store_test!(snapshots_start_with_the_second_command, |db| async mo
     assert_eq!(write.ticket(id, priority(Priority::Low, Some(2)), &actor).await.unwrap(), 3);
     assert_eq!(snapshots().await, vec![3]);
 });
+
+// A new ticket's data key is stored by the statement or transaction that
+// appends its first events: both exist, or neither does.
+test_support::store_test!(a_new_tickets_key_lands_with_its_first_events, |db| async move {
+    let write = commands::write::WriteSide::new(db.clone());
+    let keys = KeyRing::new(db.clone(), test_support::master_keys());
+    let open = |id: TicketId, key: &commands::cipher::DataKey| TicketCommand::Open {
+        id,
+        reporter: UserId::from_uuid(Uuid::new_v4()),
+        title: key.seal(id.as_uuid(), SealedField::Title, "printer"),
+        description: key.seal(id.as_uuid(), SealedField::Description, "jammed"),
+        attachments: vec![],
+    };
+    let id = TicketId::from_uuid(Uuid::new_v4());
+    let (key, wrapped) = keys.mint(id);
+    let landed = write.open_ticket(id, wrapped, open(id, &key), &Actor::system("test")).await.unwrap();
+    assert_eq!(landed.version, 1);
+    let stored = keys.get(id).await.unwrap().expect("the key was stored with the first event");
+    let sealed = key.seal(id.as_uuid(), SealedField::Title, "printer");
+    assert_eq!(stored.open(id.as_uuid(), SealedField::Title, &sealed).unwrap(), "printer");
+
+    // Opening the same ticket again is refused, and its key stays the first.
+    let (other, other_wrapped) = keys.mint(id);
+    let again = write.open_ticket(id, other_wrapped, open(id, &other), &Actor::system("test")).await;
+    assert!(matches!(again, Err(WriteError::Rejected(_))), "{again:?}");
+    let kept = keys.get(id).await.unwrap().unwrap();
+    assert_eq!(kept.open(id.as_uuid(), SealedField::Title, &sealed).unwrap(), "printer");
+
+    // Other commands never store a key.
+    let keys_stored: i64 = commands::on_db!(&db, pool => sqlx::query_scalar("SELECT COUNT(*) FROM data_keys")
+        .fetch_one(pool).await)
+    .unwrap();
+    assert_eq!(keys_stored, 1);
+});
