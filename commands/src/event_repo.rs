@@ -8,9 +8,9 @@
 //! INSERT per event, the snapshot, COMMIT). The tables are postgres-es's
 //! and sqlite-es's, and so is every other read.
 
-use cqrs_es::persist::{PersistedEventRepository, PersistenceError, ReplayStream, SerializedEvent, SerializedSnapshot};
 use std::sync::Arc;
 
+use cqrs_es::persist::{PersistedEventRepository, PersistenceError, ReplayStream, SerializedEvent, SerializedSnapshot};
 use cqrs_es::Aggregate;
 use postgres_es::PostgresEventRepository;
 use serde_json::Value;
