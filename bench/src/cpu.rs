@@ -107,16 +107,14 @@ fn watched_backends(name: &str) -> HashMap<u32, f64> {
     entries
         .flatten()
         .filter_map(|e| Some((e.file_name().to_str()?.parse::<u32>().ok()?, e.path())))
-        .filter(|(_, path)| std::fs::read(path.join("cmdline")).is_ok_and(|title| contains(&title, name.as_bytes())))
+        .filter(|(_, path)| {
+            std::fs::read(path.join("cmdline")).is_ok_and(|title| crate::gql::contains(&title, name.as_bytes()))
+        })
         .filter_map(|(pid, path)| Some((pid, std::fs::read_to_string(path.join("stat")).ok()?)))
         .filter_map(|(pid, stat)| process_ticks(&stat).map(|(comm, ticks)| (pid, comm, ticks)))
         .filter(|(_, comm, _)| comm == "postgres")
         .map(|(pid, _, ticks)| (pid, ticks))
         .collect()
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    !needle.is_empty() && memchr::memmem::find(haystack, needle).is_some()
 }
 
 /// Busy ticks of all cores: everything but idle and iowait.

@@ -131,10 +131,11 @@ impl Gql {
     }
 }
 
-/// A substring search that costs the client little: the byte-window scan it
-/// replaced was the largest single item in a read's profile.
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    memchr::memmem::find(haystack, needle).is_some()
+/// Whether `needle` (not empty) occurs in `haystack`; cheap for the client:
+/// the byte-window scan it replaced was the largest single item in a read's
+/// profile.
+pub(crate) fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && memchr::memmem::find(haystack, needle).is_some()
 }
 
 #[cfg(test)]

@@ -11,32 +11,19 @@
 //! `VALUES` in chunks.
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
+use sqlx::query_builder::Separated;
+use sqlx::{QueryBuilder, Sqlite};
 use uuid::Uuid;
 
+use crate::read::TicketRow;
 use crate::writes::{AttachmentRow, HistoryEntry, TicketChange, UserChange, Write};
 
 /// Rows per multi-row INSERT: SQLite allows 32,766 parameters per
 /// statement, and the widest row here has 14.
 const ROWS_PER_INSERT: usize = 500;
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct NewTicket {
-    pub id: Uuid,
-    pub title: String,
-    pub description: String,
-    pub priority: &'static str,
-    pub priority_rank: i16,
-    pub status: &'static str,
-    pub reporter: Uuid,
-    pub assignee: Option<Uuid>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    pub version: i64,
-    pub notes_envelope: Option<String>,
-    pub deleted_at: Option<DateTime<Utc>>,
-}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewUser {
@@ -52,7 +39,7 @@ pub struct NewUser {
 
 /// What a search matches: title and description lower-cased here, since
 /// SQLite's `lower()` folds ASCII only.
-fn search_text(ticket: &NewTicket) -> String {
+fn search_text(ticket: &TicketRow) -> String {
     format!("{}\n{}", ticket.title, ticket.description).to_lowercase()
 }
 
@@ -131,25 +118,10 @@ const INSERT_HISTORY: &str = "INSERT INTO ticket_history (ticket_id, sequence, a
 pub struct Batch {
     pub users: Vec<NewUser>,
     pub user_updates: Vec<(Uuid, UserChange, i64)>,
-    pub tickets: Vec<NewTicket>,
+    pub tickets: Vec<TicketRow>,
     pub ticket_updates: Vec<TicketPatch>,
     pub attachments: Vec<AttachmentRow>,
     pub history: Vec<HistoryEntry>,
-}
-
-impl NewTicket {
-    fn absorb(&mut self, change: TicketChange, at: DateTime<Utc>, version: i64) {
-        match change {
-            TicketChange::Status(status) => self.status = status,
-            TicketChange::Priority(priority, rank) => (self.priority, self.priority_rank) = (priority, rank),
-            TicketChange::Assignee(assignee) => self.assignee = assignee,
-            TicketChange::Notes(envelope) => self.notes_envelope = Some(envelope),
-            TicketChange::Deleted => self.deleted_at = Some(at),
-            TicketChange::Touched => {}
-        }
-        self.updated_at = at;
-        self.version = version;
-    }
 }
 
 impl NewUser {
@@ -184,15 +156,15 @@ impl Batch {
                     version,
                 } => {
                     new_tickets.insert(id, batch.tickets.len());
-                    batch.tickets.push(NewTicket {
+                    batch.tickets.push(TicketRow {
                         id,
                         title,
                         description,
-                        priority,
+                        priority: priority.to_owned(),
                         priority_rank,
-                        status,
-                        reporter,
-                        assignee: None,
+                        status: status.to_owned(),
+                        reporter_id: reporter,
+                        assignee_id: None,
                         created_at: at,
                         updated_at: at,
                         version,
@@ -235,6 +207,41 @@ impl Batch {
     }
 }
 
+/// PostgreSQL's statements, each built once: every row kind's columns as
+/// arrays, unnested.
+static PG_INSERT_USERS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{INSERT_USERS} SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bool[], \
+         $6::text[], $7::timestamptz[], $8::int8[])"
+    )
+});
+static PG_INSERT_TICKETS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{INSERT_TICKETS} SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int2[], \
+         $6::text[], $7::uuid[], $8::uuid[], $9::timestamptz[], $10::timestamptz[], $11::int8[], $12::text[], \
+         $13::timestamptz[], $14::text[])"
+    )
+});
+static PG_UPDATE_TICKETS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{UPDATE_TICKETS} UNNEST($1::uuid[], $2::text[], $3::text[], $4::int2[], $5::bool[], $6::uuid[], \
+         $7::text[], $8::timestamptz[], $9::timestamptz[], $10::int8[]) AS v({PATCH_COLUMNS}) \
+         WHERE tickets.id = v.id"
+    )
+});
+static PG_INSERT_ATTACHMENTS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{INSERT_ATTACHMENTS} SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], \
+         $5::int8[], $6::text[], $7::uuid[], $8::timestamptz[], $9::int8[])"
+    )
+});
+static PG_INSERT_HISTORY: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{INSERT_HISTORY} SELECT * FROM UNNEST($1::uuid[], $2::int8[], $3::timestamptz[], $4::uuid[], \
+         $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])"
+    )
+});
+
 /// One column of a batch's rows, as the array PostgreSQL unnests.
 fn column<'a, T: 'a, V>(rows: &'a [T], value: impl FnMut(&'a T) -> V) -> Vec<V> {
     rows.iter().map(value).collect()
@@ -244,131 +251,123 @@ fn column<'a, T: 'a, V>(rows: &'a [T], value: impl FnMut(&'a T) -> V) -> Vec<V> 
 pub(crate) async fn apply_postgres(conn: &mut sqlx::PgConnection, batch: &Batch) -> Result<(), sqlx::Error> {
     if !batch.users.is_empty() {
         let users = &batch.users;
-        sqlx::query(&format!(
-            "{INSERT_USERS} SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bool[], \
-             $6::text[], $7::timestamptz[], $8::int8[])"
-        ))
-        .bind(column(users, |u| u.id))
-        .bind(column(users, |u| u.email.as_str()))
-        .bind(column(users, |u| u.display_name.as_str()))
-        .bind(column(users, |u| u.role))
-        .bind(column(users, |u| u.disabled))
-        .bind(column(users, |u| u.password_hash.as_str()))
-        .bind(column(users, |u| u.created_at))
-        .bind(column(users, |u| u.version))
-        .execute(&mut *conn)
-        .await?;
+        sqlx::query(&PG_INSERT_USERS)
+            .bind(column(users, |u| u.id))
+            .bind(column(users, |u| u.email.as_str()))
+            .bind(column(users, |u| u.display_name.as_str()))
+            .bind(column(users, |u| u.role))
+            .bind(column(users, |u| u.disabled))
+            .bind(column(users, |u| u.password_hash.as_str()))
+            .bind(column(users, |u| u.created_at))
+            .bind(column(users, |u| u.version))
+            .execute(&mut *conn)
+            .await?;
     }
     for (id, change, version) in &batch.user_updates {
         crate::writes::update_user!(conn, id, change, version);
     }
     if !batch.tickets.is_empty() {
         let tickets = &batch.tickets;
-        sqlx::query(&format!(
-            "{INSERT_TICKETS} SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int2[], \
-             $6::text[], $7::uuid[], $8::uuid[], $9::timestamptz[], $10::timestamptz[], $11::int8[], $12::text[], \
-             $13::timestamptz[], $14::text[])"
-        ))
-        .bind(column(tickets, |t| t.id))
-        .bind(column(tickets, |t| t.title.as_str()))
-        .bind(column(tickets, |t| t.description.as_str()))
-        .bind(column(tickets, |t| t.priority))
-        .bind(column(tickets, |t| t.priority_rank))
-        .bind(column(tickets, |t| t.status))
-        .bind(column(tickets, |t| t.reporter))
-        .bind(column(tickets, |t| t.assignee))
-        .bind(column(tickets, |t| t.created_at))
-        .bind(column(tickets, |t| t.updated_at))
-        .bind(column(tickets, |t| t.version))
-        .bind(column(tickets, |t| t.notes_envelope.as_deref()))
-        .bind(column(tickets, |t| t.deleted_at))
-        .bind(column(tickets, search_text))
-        .execute(&mut *conn)
-        .await?;
+        sqlx::query(&PG_INSERT_TICKETS)
+            .bind(column(tickets, |t| t.id))
+            .bind(column(tickets, |t| t.title.as_str()))
+            .bind(column(tickets, |t| t.description.as_str()))
+            .bind(column(tickets, |t| t.priority.as_str()))
+            .bind(column(tickets, |t| t.priority_rank))
+            .bind(column(tickets, |t| t.status.as_str()))
+            .bind(column(tickets, |t| t.reporter_id))
+            .bind(column(tickets, |t| t.assignee_id))
+            .bind(column(tickets, |t| t.created_at))
+            .bind(column(tickets, |t| t.updated_at))
+            .bind(column(tickets, |t| t.version))
+            .bind(column(tickets, |t| t.notes_envelope.as_deref()))
+            .bind(column(tickets, |t| t.deleted_at))
+            .bind(column(tickets, search_text))
+            .execute(&mut *conn)
+            .await?;
     }
     if !batch.ticket_updates.is_empty() {
         let patches = &batch.ticket_updates;
-        sqlx::query(&format!(
-            "{UPDATE_TICKETS} UNNEST($1::uuid[], $2::text[], $3::text[], $4::int2[], $5::bool[], $6::uuid[], \
-             $7::text[], $8::timestamptz[], $9::timestamptz[], $10::int8[]) AS v({PATCH_COLUMNS}) \
-             WHERE tickets.id = v.id"
-        ))
-        .bind(column(patches, |p| p.id))
-        .bind(column(patches, |p| p.status))
-        .bind(column(patches, |p| p.priority.map(|(name, _)| name)))
-        .bind(column(patches, |p| p.priority.map(|(_, rank)| rank)))
-        .bind(column(patches, |p| p.assignee.is_some()))
-        .bind(column(patches, |p| p.assignee.flatten()))
-        .bind(column(patches, |p| p.notes_envelope.as_deref()))
-        .bind(column(patches, |p| p.deleted_at))
-        .bind(column(patches, |p| p.updated_at))
-        .bind(column(patches, |p| p.version))
-        .execute(&mut *conn)
-        .await?;
+        sqlx::query(&PG_UPDATE_TICKETS)
+            .bind(column(patches, |p| p.id))
+            .bind(column(patches, |p| p.status))
+            .bind(column(patches, |p| p.priority.map(|(name, _)| name)))
+            .bind(column(patches, |p| p.priority.map(|(_, rank)| rank)))
+            .bind(column(patches, |p| p.assignee.is_some()))
+            .bind(column(patches, |p| p.assignee.flatten()))
+            .bind(column(patches, |p| p.notes_envelope.as_deref()))
+            .bind(column(patches, |p| p.deleted_at))
+            .bind(column(patches, |p| p.updated_at))
+            .bind(column(patches, |p| p.version))
+            .execute(&mut *conn)
+            .await?;
     }
     if !batch.attachments.is_empty() {
         let added = &batch.attachments;
-        sqlx::query(&format!(
-            "{INSERT_ATTACHMENTS} SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], \
-             $5::int8[], $6::text[], $7::uuid[], $8::timestamptz[], $9::int8[])"
-        ))
-        .bind(column(added, |a| a.row.id))
-        .bind(column(added, |a| a.row.ticket_id))
-        .bind(column(added, |a| a.row.filename.as_str()))
-        .bind(column(added, |a| a.row.content_type.as_str()))
-        .bind(column(added, |a| a.row.size))
-        .bind(column(added, |a| a.row.sha256.as_str()))
-        .bind(column(added, |a| a.row.uploaded_by))
-        .bind(column(added, |a| a.row.uploaded_at))
-        .bind(column(added, |a| a.sequence))
-        .execute(&mut *conn)
-        .await?;
+        sqlx::query(&PG_INSERT_ATTACHMENTS)
+            .bind(column(added, |a| a.row.id))
+            .bind(column(added, |a| a.row.ticket_id))
+            .bind(column(added, |a| a.row.filename.as_str()))
+            .bind(column(added, |a| a.row.content_type.as_str()))
+            .bind(column(added, |a| a.row.size))
+            .bind(column(added, |a| a.row.sha256.as_str()))
+            .bind(column(added, |a| a.row.uploaded_by))
+            .bind(column(added, |a| a.row.uploaded_at))
+            .bind(column(added, |a| a.sequence))
+            .execute(&mut *conn)
+            .await?;
     }
     if !batch.history.is_empty() {
         let history = &batch.history;
-        sqlx::query(&format!(
-            "{INSERT_HISTORY} SELECT * FROM UNNEST($1::uuid[], $2::int8[], $3::timestamptz[], $4::uuid[], \
-             $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])"
-        ))
-        .bind(column(history, |h| h.ticket_id))
-        .bind(column(history, |h| h.sequence))
-        .bind(column(history, |h| h.at))
-        .bind(column(history, |h| h.actor_id))
-        .bind(column(history, |h| h.actor_role.as_deref()))
-        .bind(column(history, |h| h.action))
-        .bind(column(history, |h| h.field))
-        .bind(column(history, |h| h.from.as_deref()))
-        .bind(column(history, |h| h.to.as_deref()))
-        .execute(&mut *conn)
-        .await?;
+        sqlx::query(&PG_INSERT_HISTORY)
+            .bind(column(history, |h| h.ticket_id))
+            .bind(column(history, |h| h.sequence))
+            .bind(column(history, |h| h.at))
+            .bind(column(history, |h| h.actor_id))
+            .bind(column(history, |h| h.actor_role.as_deref()))
+            .bind(column(history, |h| h.action))
+            .bind(column(history, |h| h.field))
+            .bind(column(history, |h| h.from.as_deref()))
+            .bind(column(history, |h| h.to.as_deref()))
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Inserts `rows` on SQLite as multi-row `VALUES` after `head`, in chunks,
+/// each row's values pushed by `bind`.
+async fn insert_chunks<'a, T>(
+    conn: &mut sqlx::SqliteConnection,
+    head: &str,
+    rows: &'a [T],
+    mut bind: impl FnMut(Separated<'_, 'a, Sqlite, &'static str>, &'a T),
+) -> Result<(), sqlx::Error> {
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        let mut sql = QueryBuilder::<Sqlite>::new(head);
+        sql.push_values(chunk, &mut bind);
+        sql.build().execute(&mut *conn).await?;
     }
     Ok(())
 }
 
 /// Applies a folded batch on SQLite: multi-row `VALUES`, in chunks.
 pub(crate) async fn apply_sqlite(conn: &mut sqlx::SqliteConnection, batch: &Batch) -> Result<(), sqlx::Error> {
-    use sqlx::{QueryBuilder, Sqlite};
-    for rows in batch.users.chunks(ROWS_PER_INSERT) {
-        let mut sql = QueryBuilder::<Sqlite>::new(INSERT_USERS);
-        sql.push_values(rows, |mut b, u| {
-            b.push_bind(u.id).push_bind(&u.email).push_bind(&u.display_name).push_bind(u.role);
-            b.push_bind(u.disabled).push_bind(&u.password_hash).push_bind(u.created_at).push_bind(u.version);
-        });
-        sql.build().execute(&mut *conn).await?;
-    }
+    insert_chunks(conn, INSERT_USERS, &batch.users, |mut b, u| {
+        b.push_bind(u.id).push_bind(&u.email).push_bind(&u.display_name).push_bind(u.role);
+        b.push_bind(u.disabled).push_bind(&u.password_hash).push_bind(u.created_at).push_bind(u.version);
+    })
+    .await?;
     for (id, change, version) in &batch.user_updates {
         crate::writes::update_user!(conn, id, change, version);
     }
-    for rows in batch.tickets.chunks(ROWS_PER_INSERT) {
-        let mut sql = QueryBuilder::<Sqlite>::new(INSERT_TICKETS);
-        sql.push_values(rows, |mut b, t| {
-            b.push_bind(t.id).push_bind(&t.title).push_bind(&t.description).push_bind(t.priority);
-            b.push_bind(t.priority_rank).push_bind(t.status).push_bind(t.reporter).push_bind(t.assignee);
-            b.push_bind(t.created_at).push_bind(t.updated_at).push_bind(t.version);
-            b.push_bind(&t.notes_envelope).push_bind(t.deleted_at).push_bind(search_text(t));
-        });
-        sql.build().execute(&mut *conn).await?;
-    }
+    insert_chunks(conn, INSERT_TICKETS, &batch.tickets, |mut b, t| {
+        b.push_bind(t.id).push_bind(&t.title).push_bind(&t.description).push_bind(&t.priority);
+        b.push_bind(t.priority_rank).push_bind(&t.status).push_bind(t.reporter_id).push_bind(t.assignee_id);
+        b.push_bind(t.created_at).push_bind(t.updated_at).push_bind(t.version);
+        b.push_bind(&t.notes_envelope).push_bind(t.deleted_at).push_bind(search_text(t));
+    })
+    .await?;
     // One prepared statement per patch: SQLite's UPDATE … FROM a VALUES
     // list cost a 16-client update 3 ms of CPU at 30,000 tickets, growing
     // with the table (its profile: page reads and index steps), and an
@@ -388,26 +387,19 @@ pub(crate) async fn apply_sqlite(conn: &mut sqlx::SqliteConnection, batch: &Batc
             .execute(&mut *conn)
             .await?;
     }
-    for rows in batch.attachments.chunks(ROWS_PER_INSERT) {
-        let mut sql = QueryBuilder::<Sqlite>::new(INSERT_ATTACHMENTS);
-        sql.push_values(rows, |mut b, added| {
-            let a = &added.row;
-            b.push_bind(a.id).push_bind(a.ticket_id).push_bind(&a.filename).push_bind(&a.content_type);
-            b.push_bind(a.size).push_bind(&a.sha256).push_bind(a.uploaded_by).push_bind(a.uploaded_at);
-            b.push_bind(added.sequence);
-        });
-        sql.build().execute(&mut *conn).await?;
-    }
-    for rows in batch.history.chunks(ROWS_PER_INSERT) {
-        let mut sql = QueryBuilder::<Sqlite>::new(INSERT_HISTORY);
-        sql.push_values(rows, |mut b, h| {
-            b.push_bind(h.ticket_id).push_bind(h.sequence).push_bind(h.at).push_bind(h.actor_id);
-            b.push_bind(&h.actor_role).push_bind(h.action).push_bind(h.field);
-            b.push_bind(&h.from).push_bind(&h.to);
-        });
-        sql.build().execute(&mut *conn).await?;
-    }
-    Ok(())
+    insert_chunks(conn, INSERT_ATTACHMENTS, &batch.attachments, |mut b, added| {
+        let a = &added.row;
+        b.push_bind(a.id).push_bind(a.ticket_id).push_bind(&a.filename).push_bind(&a.content_type);
+        b.push_bind(a.size).push_bind(&a.sha256).push_bind(a.uploaded_by).push_bind(a.uploaded_at);
+        b.push_bind(added.sequence);
+    })
+    .await?;
+    insert_chunks(conn, INSERT_HISTORY, &batch.history, |mut b, h| {
+        b.push_bind(h.ticket_id).push_bind(h.sequence).push_bind(h.at).push_bind(h.actor_id);
+        b.push_bind(&h.actor_role).push_bind(h.action).push_bind(h.field);
+        b.push_bind(&h.from).push_bind(&h.to);
+    })
+    .await
 }
 
 #[cfg(test)]
@@ -442,7 +434,7 @@ mod tests {
         assert_eq!(batch.tickets.len(), 1);
         let ticket = &batch.tickets[0];
         assert_eq!(
-            (ticket.status, ticket.version, ticket.updated_at, ticket.deleted_at),
+            (ticket.status.as_str(), ticket.version, ticket.updated_at, ticket.deleted_at),
             ("RESOLVED", 3, at(4), Some(at(4)))
         );
         assert_eq!(ticket.created_at, at(1));

@@ -314,7 +314,7 @@ impl Projector {
         let deadline = tokio::time::Instant::now() + PATIENCE;
         let mut total = 0;
         let mut from = self.checkpoint(leader.as_mut()).await?;
-        let mut planned = self.plan(self.read_after(leader.as_mut(), from).await?).await?;
+        let mut planned = next_batch(&self.db, &self.keys, leader.as_mut(), from).await?;
         loop {
             let Some(last) = planned.rows.last() else {
                 if remaining(&self.db, leader.as_mut(), from, Some(target)).await? == 0 {
@@ -325,7 +325,7 @@ impl Projector {
                     "a long-running transaction holds the projector back; try again when it ends"
                 );
                 tokio::time::sleep(Duration::from_millis(20)).await;
-                planned = self.plan(self.read_after(leader.as_mut(), from).await?).await?;
+                planned = next_batch(&self.db, &self.keys, leader.as_mut(), from).await?;
                 continue;
             };
             // The next batch is read (on another connection) and decoded on
@@ -333,7 +333,7 @@ impl Projector {
             // decoding and writing overlap on every core.
             let to = Checkpoint { transaction_id: last.transaction_id, position: last.position };
             let (db, keys) = (self.db.clone(), self.keys.clone());
-            let following = tokio::spawn(async move { plan(&keys, read_after(&db, None, to).await?).await });
+            let following = tokio::spawn(async move { next_batch(&db, &keys, None, to).await });
             let applied = self.apply(leader.as_mut(), from, planned).await?;
             let following = following.await.context("planning the next batch")?;
             if let Some((applied, _)) = applied {
@@ -342,7 +342,7 @@ impl Projector {
                 planned = following?;
             } else {
                 from = self.checkpoint(leader.as_mut()).await?;
-                planned = self.plan(self.read_after(leader.as_mut(), from).await?).await?;
+                planned = next_batch(&self.db, &self.keys, leader.as_mut(), from).await?;
             }
         }
         if let Db::Postgres(pool) = &self.db {
@@ -391,17 +391,8 @@ impl Projector {
             leader.is_some() || !self.db.is_postgres(),
             "projecting on PostgreSQL requires the leader lock"
         );
-        let rows = self.read_after(leader.as_deref_mut(), from).await?;
-        let planned = self.plan(rows).await?;
+        let planned = next_batch(&self.db, &self.keys, leader.as_deref_mut(), from).await?;
         self.apply(leader, from, planned).await
-    }
-
-    async fn read_after(&self, leader: Option<&mut PgConnection>, from: Checkpoint) -> anyhow::Result<Vec<EventRow>> {
-        read_after(&self.db, leader, from).await
-    }
-
-    async fn plan(&self, rows: Vec<EventRow>) -> anyhow::Result<Planned> {
-        plan(&self.keys, rows).await
     }
 
     /// Applies a planned batch (read after `from`) and moves the checkpoint
@@ -452,24 +443,26 @@ impl Projector {
     }
 }
 
-/// Up to a batch of events after `from`, in the projector's order: on
-/// PostgreSQL through the leader's connection, or a pooled one if none is
-/// given (reading needs no lock; applying does).
-async fn read_after(db: &Db, leader: Option<&mut PgConnection>, from: Checkpoint) -> anyhow::Result<Vec<EventRow>> {
+/// Up to a batch of events after `from`, in the projector's order, decoded
+/// into the writes they cause and folded. Read on PostgreSQL through the
+/// leader's connection, or a pooled one if none is given (reading needs no
+/// lock; applying does).
+async fn next_batch(
+    db: &Db,
+    keys: &KeyRing,
+    leader: Option<&mut PgConnection>,
+    from: Checkpoint,
+) -> anyhow::Result<Planned> {
     macro_rules! read {
         ($sql:expr, $transaction_id:expr, $executor:expr) => {
             sqlx::query_as($sql).bind($transaction_id).bind(from.position).fetch_all($executor).await?
         };
     }
-    Ok(match (db, leader) {
+    let rows: Vec<EventRow> = match (db, leader) {
         (Db::Postgres(_), Some(conn)) => read!(READ_POSTGRES, from.transaction_id.to_string(), conn),
         (Db::Postgres(pool), None) => read!(READ_POSTGRES, from.transaction_id.to_string(), pool),
         (Db::Sqlite(pool), _) => read!(READ_SQLITE, from.transaction_id, pool),
-    })
-}
-
-/// Decodes `rows` into the read-model writes they cause, folded.
-async fn plan(keys: &KeyRing, rows: Vec<EventRow>) -> anyhow::Result<Planned> {
+    };
     let batch = Batch::plan(writes_for(keys, &rows).await?);
     Ok(Planned { rows, batch })
 }

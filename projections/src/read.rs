@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use crate::projector::{Checkpoint, Projected};
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct TicketRow {
     pub id: Uuid,
     pub title: String,

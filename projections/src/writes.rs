@@ -53,6 +53,25 @@ pub enum TicketChange {
     Touched,
 }
 
+impl crate::read::TicketRow {
+    /// Applies one change as the projector does, stamping `at` and `version`.
+    pub(crate) fn absorb(&mut self, change: TicketChange, at: DateTime<Utc>, version: i64) {
+        match change {
+            TicketChange::Status(status) => status.clone_into(&mut self.status),
+            TicketChange::Priority(priority, rank) => {
+                priority.clone_into(&mut self.priority);
+                self.priority_rank = rank;
+            }
+            TicketChange::Assignee(assignee) => self.assignee_id = assignee,
+            TicketChange::Notes(envelope) => self.notes_envelope = Some(envelope),
+            TicketChange::Deleted => self.deleted_at = Some(at),
+            TicketChange::Touched => {}
+        }
+        self.updated_at = at;
+        self.version = version;
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum UserChange {
     Role(&'static str),

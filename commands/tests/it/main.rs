@@ -188,7 +188,7 @@ test_support::store_test!(a_new_tickets_key_lands_with_its_first_events, |db| as
     let kept = keys.get(id).await.unwrap().unwrap();
     assert_eq!(kept.open(id.as_uuid(), SealedField::Title, &sealed).unwrap(), "printer");
 
-    // Other commands never store a key.
+    // The refused opening stored no key of its own.
     let keys_stored: i64 = commands::on_db!(&db, pool => sqlx::query_scalar("SELECT COUNT(*) FROM data_keys")
         .fetch_one(pool).await)
     .unwrap();
