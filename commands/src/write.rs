@@ -6,7 +6,8 @@
 //! conflict; otherwise the update simply lands on top of the winner's.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, SubsecRound, Utc};
@@ -16,6 +17,7 @@ use cqrs_es::{Aggregate, AggregateError, EventEnvelope, EventStore};
 use domain::account::{Account, AccountCommand};
 use domain::ticket::{Ticket, TicketCommand};
 use domain::values::{Role, TicketId, UserId};
+use lru::LruCache;
 use thiserror::Error;
 use tokio::sync::Notify;
 
@@ -39,6 +41,9 @@ const SNAPSHOT_EVERY: usize = 1;
 /// (~45% with four writers on one ticket), so backoff alone does not help;
 /// at 8 about one command in 300 that met a race still failed.
 const MAX_ATTEMPTS: u32 = 16;
+/// How many streams' latest state a write side remembers, per aggregate
+/// type (a ticket's is about 200 bytes with its key).
+const RECENT_STREAMS: usize = 4096;
 
 type Store<A> = PersistedEventStore<EventRepo, A>;
 
@@ -125,11 +130,57 @@ fn store_error<E: std::error::Error>(error: AggregateError<E>) -> WriteError<E> 
     }
 }
 
+/// The state in which this process's last command left each recently
+/// changed stream, so the next command on it decides without reading the
+/// store. Its append proves that state current: the next sequence number
+/// is free only if nobody (another replica, the CLI) has written since.
+/// A decision that appends nothing or refuses proves nothing, so it is
+/// taken again on the stored state.
+struct Recent<A>(Mutex<LruCache<String, Known<A>>>);
+
+#[derive(Clone)]
+struct Known<A> {
+    aggregate: A,
+    sequence: usize,
+    snapshot: Option<usize>,
+}
+
+impl<A: Aggregate + Clone> Recent<A> {
+    fn new() -> Self {
+        Self(Mutex::new(LruCache::new(NonZeroUsize::new(RECENT_STREAMS).unwrap_or(NonZeroUsize::MIN))))
+    }
+
+    fn entries(&self) -> std::sync::MutexGuard<'_, LruCache<String, Known<A>>> {
+        // A panic while holding the lock cannot leave an entry half-written.
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn context(&self, id: &str) -> Option<EventStoreAggregateContext<A>> {
+        let known = self.entries().get(id).cloned()?;
+        Some(EventStoreAggregateContext {
+            aggregate_id: id.to_owned(),
+            aggregate: known.aggregate,
+            current_sequence: known.sequence,
+            current_snapshot: known.snapshot,
+        })
+    }
+
+    fn remember(&self, id: &str, known: Known<A>) {
+        self.entries().put(id.to_owned(), known);
+    }
+
+    fn forget(&self, id: &str) {
+        self.entries().pop(id);
+    }
+}
+
 pub struct WriteSide {
     db: Db,
     repo: EventRepo,
     tickets: Store<Ticket>,
     accounts: Store<Account>,
+    recent_tickets: Recent<Ticket>,
+    recent_accounts: Recent<Account>,
     appended: Arc<Notify>,
     new_keys: Arc<NewKeys>,
 }
@@ -150,6 +201,8 @@ impl WriteSide {
             tickets: snapshot_store(&db, &new_keys),
             accounts: snapshot_store(&db, &new_keys),
             repo: EventRepo::new(&db, new_keys.clone()),
+            recent_tickets: Recent::new(),
+            recent_accounts: Recent::new(),
             db,
             appended: Arc::new(Notify::new()),
             new_keys,
@@ -189,7 +242,7 @@ impl WriteSide {
         actor: &Actor,
     ) -> Result<Landed<domain::ticket::TicketEvent>, WriteError<domain::ticket::TicketError>> {
         let new_stream = matches!(command, TicketCommand::Open { .. });
-        self.execute(&self.tickets, &id.to_string(), command, new_stream, actor).await
+        self.execute((&self.tickets, &self.recent_tickets), &id.to_string(), command, new_stream, actor).await
     }
 
     /// Opens a ticket: its data key (from `KeyRing::mint`) is stored by the
@@ -208,7 +261,7 @@ impl WriteSide {
         let stream = id.to_string();
         self.new_keys.put(&stream, id.as_uuid(), key);
         let _forget = Forget(&self.new_keys, &stream);
-        self.execute(&self.tickets, &stream, command, true, actor).await
+        self.execute((&self.tickets, &self.recent_tickets), &stream, command, true, actor).await
     }
 
     /// Runs an account command; returns the account's version afterwards.
@@ -222,7 +275,10 @@ impl WriteSide {
         actor: &Actor,
     ) -> Result<u64, WriteError<domain::account::AccountError>> {
         let new_stream = matches!(command, AccountCommand::Register { .. });
-        Ok(self.execute(&self.accounts, &id.to_string(), command, new_stream, actor).await?.version)
+        Ok(self
+            .execute((&self.accounts, &self.recent_accounts), &id.to_string(), command, new_stream, actor)
+            .await?
+            .version)
     }
 
     /// The aggregate from its snapshot and the events after it, read in one
@@ -256,7 +312,9 @@ impl WriteSide {
     /// The aggregate decides on a copy: `EventSink::write` applies events to
     /// the aggregate it is given, and `commit` applies them again to the
     /// context's aggregate before snapshotting it, so deciding on the
-    /// context's own aggregate would snapshot every new event twice.
+    /// context's own aggregate would snapshot every new event twice. The
+    /// copy is then the stream's state after the command, remembered in
+    /// `recent` for the next command.
     ///
     /// A `new_stream` command (a ticket id just drawn at random, or the id
     /// of an account that is being registered) is first decided
@@ -264,7 +322,7 @@ impl WriteSide {
     /// taken after all, the append conflicts and the next attempt loads.
     async fn execute<A>(
         &self,
-        store: &Store<A>,
+        (store, recent): (&Store<A>, &Recent<A>),
         id: &str,
         command: A::Command,
         new_stream: bool,
@@ -278,13 +336,24 @@ impl WriteSide {
         loop {
             attempt += 1;
             let guessing = new_stream && attempt == 1;
-            let context =
-                if guessing { empty_context::<A>(id) } else { self.load::<A>(id).await.map_err(store_error)? };
+            let remembered = if attempt == 1 && !new_stream { recent.context(id) } else { None };
+            let recalled = remembered.is_some();
+            let context = match remembered {
+                Some(context) => context,
+                None if guessing => empty_context::<A>(id),
+                None => self.load::<A>(id).await.map_err(store_error)?,
+            };
             let before = context.current_sequence;
+            let snapshot = context.current_snapshot;
             let sink = EventSink::default();
             let mut deciding = context.aggregate.clone();
-            deciding.handle(command.clone(), &(), &sink).await.map_err(WriteError::Rejected)?;
+            let decided = deciding.handle(command.clone(), &(), &sink).await;
             let events = sink.collect().await;
+            if recalled && (decided.is_err() || events.is_empty()) {
+                recent.forget(id);
+                continue;
+            }
+            decided.map_err(WriteError::Rejected)?;
             let at = Utc::now().trunc_subsecs(6);
             if events.is_empty() {
                 return Ok(Landed { version: before as u64, events, at });
@@ -293,15 +362,21 @@ impl WriteSide {
                 Ok(committed) => {
                     self.appended.notify_one();
                     let events: Vec<A::Event> = committed.into_iter().map(|envelope| envelope.payload).collect();
-                    return Ok(Landed { version: before as u64 + events.len() as u64, events, at });
+                    let sequence = before + events.len();
+                    let snapshot = Some(snapshot.map_or(1, |n| n + 1));
+                    recent.remember(id, Known { aggregate: deciding, sequence, snapshot });
+                    return Ok(Landed { version: sequence as u64, events, at });
                 }
-                Err(AggregateError::AggregateConflict) if guessing => {}
+                Err(AggregateError::AggregateConflict) if guessing || recalled => recent.forget(id),
                 Err(AggregateError::AggregateConflict) if attempt < MAX_ATTEMPTS => {
                     let backoff = 2u64.pow(attempt.min(6)) + rand::random::<u64>() % 5;
                     tokio::time::sleep(Duration::from_millis(backoff)).await;
                 }
                 Err(AggregateError::AggregateConflict) => return Err(WriteError::Contended),
-                Err(other) => return Err(store_error(other)),
+                Err(other) => {
+                    recent.forget(id);
+                    return Err(store_error(other));
+                }
             }
         }
     }

@@ -2,10 +2,11 @@
 
 use commands::db::Db;
 use commands::keys::KeyRing;
+use commands::write::WriteSide;
 use commands::write::{Actor, WriteError};
 use domain::sealed::SealedField;
-use domain::ticket::{TicketCommand, TicketError, TicketUpdate};
-use domain::values::{Priority, TicketId, UserId};
+use domain::ticket::{TicketCommand, TicketError, TicketEvent, TicketUpdate};
+use domain::values::{Priority, Status, TicketId, UserId};
 use uuid::Uuid;
 
 async fn open_ticket(db: &Db) -> (commands::write::WriteSide, TicketId) {
@@ -40,7 +41,13 @@ test_support::store_test!(versions_stay_exact_across_snapshots, |db| async move 
         version = write.ticket(id, priority(to, Some(version)), &actor).await.unwrap();
         assert_eq!(version, n + 2);
     }
+    // Decided on the remembered state and, by another process, on the snapshot.
     let stale = write.ticket(id, priority(Priority::Medium, Some(version - 1)), &actor).await;
+    assert!(matches!(
+        stale,
+        Err(WriteError::Rejected(TicketError::VersionConflict { expected, actual })) if expected == version - 1 && actual == version
+    ));
+    let stale = WriteSide::new(db.clone()).ticket(id, priority(Priority::Medium, Some(version - 1)), &actor).await;
     assert!(matches!(
         stale,
         Err(WriteError::Rejected(TicketError::VersionConflict { expected, actual })) if expected == version - 1 && actual == version
@@ -94,6 +101,8 @@ test_support::store_test!(an_unreadable_snapshot_is_replayed_over, |db| async mo
         .execute(pool).await.map(|done| done.rows_affected()))
     .unwrap();
     assert_eq!(stale, 1);
+    // Another process: it knows the stream only from the store.
+    let write = WriteSide::new(db.clone());
     for n in 0..45u64 {
         let to = if n % 2 == 0 { Priority::High } else { Priority::Low };
         version = write.ticket(id, priority(to, Some(version)), &actor).await.unwrap();
@@ -193,4 +202,47 @@ test_support::store_test!(a_new_tickets_key_lands_with_its_first_events, |db| as
         .fetch_one(pool).await)
     .unwrap();
     assert_eq!(keys_stored, 1);
+});
+
+fn status(to: Status, expected_version: Option<u64>) -> TicketCommand {
+    TicketCommand::Update(TicketUpdate { status: Some(to), expected_version, ..Default::default() })
+}
+
+// A write side decides on the state its own last command left, without
+// reading the store. Another process (here a second write side) may have
+// written since: a decision on the stale state must never stand, whether
+// it would append (the sequence is taken), change nothing or refuse.
+test_support::store_test!(a_stale_remembered_state_never_decides, |db| async move {
+    let (here, id) = open_ticket(&db).await;
+    let there = WriteSide::new(db.clone());
+    let actor = Actor::system("test");
+    assert_eq!(here.ticket(id, status(Status::InProgress, None), &actor).await.unwrap(), 2);
+    assert_eq!(there.ticket(id, status(Status::Resolved, None), &actor).await.unwrap(), 3);
+
+    // Here the ticket is still in progress, so this would change nothing;
+    // it is resolved, and a resolved ticket cannot move to in progress.
+    let refused = here.ticket(id, status(Status::InProgress, None), &actor).await;
+    assert!(
+        matches!(
+            refused,
+            Err(WriteError::Rejected(TicketError::InvalidTransition {
+                from: Status::Resolved,
+                to: Status::InProgress
+            }))
+        ),
+        "{refused:?}"
+    );
+
+    // Decided here from in progress, it lands from resolved, after the other write.
+    let landed = here.ticket_landed(id, status(Status::Open, None), &actor).await.unwrap();
+    assert_eq!(landed.version, 4);
+    assert_eq!(landed.events, vec![TicketEvent::TicketStatusChanged { from: Status::Resolved, to: Status::Open }]);
+
+    // Version 5 is stale here (here remembers 4) but current in the store.
+    assert_eq!(there.ticket(id, priority(Priority::High, None), &actor).await.unwrap(), 5);
+    assert_eq!(here.ticket(id, priority(Priority::Low, Some(5)), &actor).await.unwrap(), 6);
+    // And a no-op that is one only here: the store's priority is low, not high.
+    assert_eq!(there.ticket(id, priority(Priority::High, Some(6)), &actor).await.unwrap(), 7);
+    assert_eq!(here.ticket(id, priority(Priority::Low, None), &actor).await.unwrap(), 8);
+    assert_eq!(count_events(&db).await, 8);
 });
