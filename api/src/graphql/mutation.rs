@@ -55,7 +55,7 @@ impl Mutation {
         let viewer = caller(ctx).viewer()?;
         let uploads = upload_values(ctx, input.attachments.unwrap_or_default())?;
         let row = app(ctx).create_ticket(viewer, &input.title, &input.description, uploads, &actor(ctx)).await?;
-        Ok(Ticket(row))
+        Ok(Ticket::from(row))
     }
 
     /// Adds evidence to a ticket the caller may see.
@@ -83,7 +83,7 @@ impl Mutation {
             confidential_notes: input.confidential_notes,
             expected_version,
         };
-        Ok(Ticket(app(ctx).update_ticket(viewer, &id, edit, &actor(ctx)).await?))
+        Ok(Ticket::from(app(ctx).update_ticket(viewer, &id, edit, &actor(ctx)).await?))
     }
 
     /// Admins only. The ticket's history is kept; it accepts no more changes.

@@ -82,7 +82,7 @@ impl Query {
         let viewer = caller(ctx).viewer()?;
         let Some(row) = app(ctx).visible_ticket(viewer, &id).await? else { return Ok(None) };
         super::loaders::prime_ticket(ctx, &app(ctx).read, &row).await?;
-        Ok(Some(Ticket(row)))
+        Ok(Some(Ticket::from(row)))
     }
 
     /// Tickets in the caller's scope, newest first by default.
@@ -102,8 +102,8 @@ impl Query {
         let query = TicketQuery {
             visible_to_reporter: None,
             include_deleted: filter.include_deleted.unwrap_or(false),
-            status: filter.status.map(|s| domain::values::Status::from(s).as_str().to_owned()),
-            priority: filter.priority.map(|p| domain::values::Priority::from(p).as_str().to_owned()),
+            status: filter.status.map(domain::values::Status::from),
+            priority: filter.priority.map(domain::values::Priority::from),
             assignee: optional_id(filter.assignee_id.as_ref())?,
             reporter: optional_id(filter.reporter_id.as_ref())?,
             search: filter.search.as_deref().map(search_text).transpose()?,
@@ -121,9 +121,9 @@ impl Query {
         let has_next = rows.len() as i64 > limit;
         rows.truncate(usize::try_from(limit).unwrap_or_default());
         let mut connection = Connection::new(has_previous, has_next);
-        connection
-            .edges
-            .extend(rows.into_iter().map(|row| Edge::new(encode_cursor(&TicketKey::of(&row, order)), Ticket(row))));
+        connection.edges.extend(
+            rows.into_iter().map(|row| Edge::new(encode_cursor(&TicketKey::of(&row, order)), Ticket::from(row))),
+        );
         Ok(connection)
     }
 
