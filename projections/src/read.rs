@@ -212,7 +212,7 @@ pub struct ReadModels {
     db: Db,
     progress: watch::Receiver<Checkpoint>,
     projected: Option<Arc<Projected>>,
-    access: Arc<std::sync::Mutex<HashMap<Uuid, CachedAccess>>>,
+    users: Arc<std::sync::Mutex<HashMap<Uuid, CachedUser>>>,
 }
 
 /// What the per-request caller check needs of a user.
@@ -223,27 +223,28 @@ pub struct Access {
 }
 
 #[derive(Debug, Clone)]
-struct CachedAccess {
+struct CachedUser {
     /// `None`: forgotten on purpose; read again, and keep nothing older
     /// than `version`.
-    access: Option<Access>,
+    user: Option<Arc<UserRow>>,
     version: i64,
     fetched: std::time::Instant,
     /// The in-process projector's generation when this was read.
     generation: u64,
 }
 
-/// How long a user's role and disabled flag are served from memory. The
-/// in-process projector's own changes end an entry at once; this bounds
-/// how long another replica's projector's changes take to be seen.
+/// How long a user's row (role, disabled flag, display name) is served
+/// from memory. The in-process projector's own changes end an entry at
+/// once; this bounds how long another replica's projector's changes take
+/// to be seen.
 pub const ACCESS_TTL: std::time::Duration = std::time::Duration::from_secs(1);
-/// Users whose access is kept in memory at most; beyond, it starts afresh.
+/// Users kept in memory at most; beyond, it starts afresh.
 const ACCESS_CAPACITY: usize = 10_000;
 
 impl ReadModels {
     /// `progress` comes from the projector and wakes read-your-writes waits.
     pub fn new(db: Db, progress: watch::Receiver<Checkpoint>) -> Self {
-        Self { db, progress, projected: None, access: Arc::default() }
+        Self { db, progress, projected: None, users: Arc::default() }
     }
 
     /// Lets waits consult the in-process projector before the database.
@@ -346,66 +347,80 @@ impl ReadModels {
     }
 
     /// A user's role and disabled flag for the caller check of every
-    /// request, from memory while that is known to be current: the entry is
-    /// younger than `ACCESS_TTL` and this process's projector has applied
-    /// nothing newer to the account since it was read. Otherwise one query.
+    /// request, from memory while that is known to be current (see
+    /// [`ReadModels::users_by_ids`]). Otherwise one query.
     ///
     /// # Errors
     /// When the store fails.
     pub async fn access(&self, id: Uuid) -> Result<Option<Access>, sqlx::Error> {
-        let applied = self.projected.as_ref().and_then(|p| p.version(id));
-        let generation = self.projected.as_ref().map_or(0, |p| p.generation());
-        if let Ok(cache) = self.access.lock() {
-            let fresh = cache.get(&id).filter(|entry| {
-                entry.fetched.elapsed() < ACCESS_TTL
-                    && entry.generation == generation
-                    && applied.is_none_or(|applied| applied <= entry.version)
-            });
-            if let Some(access) = fresh.and_then(|entry| entry.access.clone()) {
-                return Ok(Some(access));
-            }
-        }
-        let fetched = std::time::Instant::now();
-        let Some(user) = self.user(id).await? else { return Ok(None) };
-        let access = Access { role: user.role, disabled: user.disabled };
-        if let Ok(mut cache) = self.access.lock() {
-            if cache.len() >= ACCESS_CAPACITY {
-                cache.clear();
-            }
-            // A read that raced a newer change (or a `forget_access`) is used
-            // for this request only.
-            if cache.get(&id).is_none_or(|entry| entry.version <= user.version) {
-                let entry = CachedAccess { access: Some(access.clone()), version: user.version, fetched, generation };
-                cache.insert(id, entry);
-            }
-        }
-        Ok(Some(access))
+        let user = self.users_by_ids(&[id]).await?.pop();
+        Ok(user.map(|user| Access { role: user.role.clone(), disabled: user.disabled }))
     }
 
-    /// Forgets what `access` knows of a user after this process changed it
+    /// Forgets what memory holds of a user after this process changed it
     /// to `version`; rows older than that are not kept again.
     pub fn forget_access(&self, id: Uuid, version: i64) {
-        if let Ok(mut cache) = self.access.lock() {
+        if let Ok(mut cache) = self.users.lock() {
             let generation = self.projected.as_ref().map_or(0, |p| p.generation());
             let fetched = std::time::Instant::now();
-            cache.insert(id, CachedAccess { access: None, version, fetched, generation });
+            cache.insert(id, CachedUser { user: None, version, fetched, generation });
         }
     }
 
-    /// Many users in one query, for the GraphQL data loader.
+    /// Users by id: those known to be current from memory (read less than
+    /// `ACCESS_TTL` ago, and this process's projector has applied nothing
+    /// newer to the account since), the others in one query, then kept.
+    /// The caller check of every request and the GraphQL user loader both
+    /// come here, so a ticket's reporter is rarely read twice.
     ///
     /// # Errors
     /// When the store fails.
-    pub async fn users_by_ids(&self, ids: &[Uuid]) -> Result<Vec<UserRow>, sqlx::Error> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
+    pub async fn users_by_ids(&self, ids: &[Uuid]) -> Result<Vec<Arc<UserRow>>, sqlx::Error> {
+        let generation = self.projected.as_ref().map_or(0, |p| p.generation());
+        let mut found = Vec::with_capacity(ids.len());
+        let mut missing = Vec::new();
+        if let Ok(cache) = self.users.lock() {
+            for id in ids {
+                let applied = self.projected.as_ref().and_then(|p| p.version(*id));
+                let fresh = cache.get(id).filter(|entry| {
+                    entry.fetched.elapsed() < ACCESS_TTL
+                        && entry.generation == generation
+                        && applied.is_none_or(|applied| applied <= entry.version)
+                });
+                match fresh.and_then(|entry| entry.user.clone()) {
+                    Some(user) => found.push(user),
+                    None => missing.push(*id),
+                }
+            }
+        } else {
+            missing.extend_from_slice(ids);
         }
-        on_db!(&self.db, pool => {
+        if missing.is_empty() {
+            return Ok(found);
+        }
+        let fetched = std::time::Instant::now();
+        let rows: Vec<UserRow> = on_db!(&self.db, pool => {
             let mut sql = QueryBuilder::new(USER_COLUMNS);
             sql.push(" WHERE id IN ");
-            push_id_list(&mut sql, ids);
+            push_id_list(&mut sql, &missing);
             sql.build_query_as().fetch_all(pool).await
-        })
+        })?;
+        let rows: Vec<Arc<UserRow>> = rows.into_iter().map(Arc::new).collect();
+        if let Ok(mut cache) = self.users.lock() {
+            if cache.len() + rows.len() > ACCESS_CAPACITY {
+                cache.clear();
+            }
+            for user in &rows {
+                // A read that raced a newer change (or a `forget_access`) is
+                // used for this request only.
+                if cache.get(&user.id).is_none_or(|entry| entry.version <= user.version) {
+                    let entry = CachedUser { user: Some(user.clone()), version: user.version, fetched, generation };
+                    cache.insert(user.id, entry);
+                }
+            }
+        }
+        found.extend(rows);
+        Ok(found)
     }
 
     /// # Errors

@@ -1,7 +1,8 @@
 //! Batches what a response mentions into one query per kind and level:
 //! users (reporters, assignees, actors, uploaders), and each ticket's
-//! history and attachments. Cached for one request only, so a role change
-//! is never served stale.
+//! history and attachments. Cached for one request only; users come from
+//! `ReadModels::users_by_ids`, which serves from memory only rows known
+//! to be current, as it does for every request's caller check.
 
 use std::collections::{HashMap, HashSet};
 
@@ -20,7 +21,7 @@ impl Loader<Uuid> for UserLoader {
 
     async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, UserRow>, ApiError> {
         let rows = self.0.users_by_ids(keys).await?;
-        Ok(rows.into_iter().map(|row| (row.id, row)).collect())
+        Ok(rows.into_iter().map(|row| (row.id, std::sync::Arc::unwrap_or_clone(row))).collect())
     }
 }
 

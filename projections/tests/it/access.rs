@@ -1,5 +1,6 @@
-//! The caller check's cache of roles and disabled flags: exact for what
-//! this process projects, at most `ACCESS_TTL` old for other replicas.
+//! The memory of user rows behind the caller check and the user loader:
+//! exact for what this process projects, at most `ACCESS_TTL` old for
+//! other replicas.
 
 use commands::db::Db;
 use commands::write::Actor;
@@ -30,6 +31,15 @@ async fn the_local_projector_ends_cached_access_at_once(db: Db) {
     change(&app, id, AccountCommand::Disable).await;
     assert_eq!(read.access(id.as_uuid()).await.unwrap(), access("EMPLOYEE", true));
     assert_eq!(read.access(uuid::Uuid::new_v4()).await.unwrap(), None);
+    // The user loader shares that memory: one user from it, one read.
+    let other = app.register("other@example.com", Role::Employee).await;
+    app.settle().await;
+    change(&app, id, AccountCommand::ChangeRole { to: Role::Admin }).await;
+    let mut users = read.users_by_ids(&[id.as_uuid(), other.as_uuid(), uuid::Uuid::new_v4()]).await.unwrap();
+    users.sort_by_key(|user| user.email.clone());
+    let seen: Vec<(&str, &str, bool)> = users.iter().map(|u| (u.email.as_str(), u.role.as_str(), u.disabled)).collect();
+    assert_eq!(seen, [("other@example.com", "EMPLOYEE", false), ("someone@example.com", "ADMIN", true)]);
+    assert_eq!(read.access(id.as_uuid()).await.unwrap(), access("ADMIN", true));
 }
 test_support::store_test!(the_local_projector_ends_cached_access_at_once);
 
