@@ -321,6 +321,7 @@ async fn invalid_input_is_refused_and_writes_nothing(store: Store) {
     let list = "query($first: Int = 20, $after: String, $f: TicketFilter) { tickets(first: $first, after: $after, filter: $f) { edges { node { id } } } }";
     let garbage_cursor = base64_url("not json at all");
     let wrong_shape_cursor = base64_url(r#"{"hello":"world"}"#);
+    let far_cursor = base64_url(&format!(r#"{{"at":{},"rank":0,"id":"{}"}}"#, i64::MAX, Uuid::nil()));
 
     let cases: Vec<(&str, &str, Value)> = vec![
         ("empty title", create, json!({ "t": "", "d": "x" })),
@@ -351,6 +352,7 @@ async fn invalid_input_is_refused_and_writes_nothing(store: Store) {
         ("invalid cursor", list, json!({ "after": "garbage!!" })),
         ("cursor not JSON", list, json!({ "after": garbage_cursor })),
         ("cursor of the wrong shape", list, json!({ "after": wrong_shape_cursor })),
+        ("cursor out of time's range", list, json!({ "after": far_cursor })),
         ("invalid users cursor", "{ users(after: \"nope\") { edges { node { id } } } }", json!({})),
         (
             "negative expectedVersion",
