@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use projections::read::{TicketKey, TicketQuery};
 use uuid::Uuid;
 
-use super::types::{Ticket, TicketFilter, TicketOrder, User};
+use super::types::{Ticket, TicketFilter, TicketOrder, TicketPage, User};
 use super::{app, caller};
 use crate::error::{ApiError, ApiResult};
 
@@ -94,7 +94,7 @@ impl Query {
         after: Option<String>,
         filter: Option<TicketFilter>,
         #[graphql(default)] order_by: TicketOrder,
-    ) -> ApiResult<Connection<String, Ticket>> {
+    ) -> ApiResult<TicketPage> {
         let viewer = caller(ctx).viewer()?;
         let limit = page_size(first.unwrap_or(20))?;
         let filter = filter.unwrap_or_default();
@@ -124,7 +124,7 @@ impl Query {
         connection.edges.extend(
             rows.into_iter().map(|row| Edge::new(encode_cursor(&TicketKey::of(&row, order)), Ticket::from(row))),
         );
-        Ok(connection)
+        Ok(TicketPage(connection))
     }
 
     /// Every user, oldest first (admins only).

@@ -3,12 +3,13 @@
 
 use std::borrow::Cow;
 
+use async_graphql::connection::Connection;
 use async_graphql::indexmap::IndexMap;
-use async_graphql::parser::types::{Field, Selection};
+use async_graphql::parser::types::{Field, Selection, SelectionSet};
 use async_graphql::registry::Registry;
 use async_graphql::resolver_utils::enum_value;
 use async_graphql::{
-    Context, ContextSelectionSet, Enum, InputObject, Object, OutputType, Positioned, ScalarType, ServerResult,
+    Context, ContextSelectionSet, Enum, InputObject, Name, Object, OutputType, Positioned, ScalarType, ServerResult,
     SimpleObject, Upload, Value, ID,
 };
 use chrono::{DateTime, Utc};
@@ -98,7 +99,8 @@ async fn user_by_id(ctx: &Context<'_>, id: uuid::Uuid) -> ApiResult<Option<User>
 
 /// A ticket as the API answers it. A selection of plain fields only (the
 /// usual list page) is answered straight from the row; anything else goes
-/// through the resolvers of [`TicketFields`]. async-graphql resolves every
+/// through the resolvers of [`TicketFields`], which these answers must
+/// equal (tested). async-graphql resolves every
 /// field of an object as a boxed future of its own, which was a fifth of
 /// the server's CPU on a page of 50 tickets.
 pub struct Ticket(TicketFields);
@@ -127,25 +129,35 @@ impl Ticket {
         })
     }
 
-    /// The whole answer when every selection is a plain field without
-    /// directives or arguments under a key of its own; `None` otherwise.
-    /// (The schema has no extensions, whose field hooks this would skip:
-    /// `graphql::schema` checks limits on the parsed request instead.)
-    fn plain_selection(&self, ctx: &ContextSelectionSet<'_>) -> Option<Value> {
-        let items = &ctx.item.node.items;
-        let mut object = IndexMap::with_capacity(items.len());
-        for selection in items {
-            let Selection::Field(field) = &selection.node else { return None };
-            if !field.node.directives.is_empty() || !field.node.arguments.is_empty() {
-                return None;
-            }
-            let value = self.plain(field.node.name.node.as_str())?;
-            if object.insert(field.node.response_key().node.clone(), value).is_some() {
-                return None;
-            }
+    /// The object for `selection` when it asks for plain fields only.
+    fn plain_object(&self, selection: &SelectionSet) -> Option<Value> {
+        let fields = plain_fields(selection)?;
+        let mut object = IndexMap::with_capacity(fields.len());
+        for (key, field) in fields {
+            object.insert(key.clone(), self.plain(field.name.node.as_str())?);
         }
         Some(Value::Object(object))
     }
+}
+
+/// The fields of `selection` by response key, when every selection is a
+/// field without directives or arguments under a key of its own; `None`
+/// otherwise (fragments, `@skip`, arguments, merged keys: the resolvers'
+/// business). The schema has no extensions, whose field hooks answering
+/// without the resolvers would skip: `graphql::limits` checks the parsed
+/// request instead.
+fn plain_fields(selection: &SelectionSet) -> Option<Vec<(&Name, &Field)>> {
+    let mut fields: Vec<(&Name, &Field)> = Vec::with_capacity(selection.items.len());
+    for item in &selection.items {
+        let Selection::Field(field) = &item.node else { return None };
+        let field = &field.node;
+        let key = &field.response_key().node;
+        if !field.directives.is_empty() || !field.arguments.is_empty() || fields.iter().any(|(k, _)| *k == key) {
+            return None;
+        }
+        fields.push((key, field));
+    }
+    Some(fields)
 }
 
 impl OutputType for Ticket {
@@ -158,7 +170,77 @@ impl OutputType for Ticket {
     }
 
     async fn resolve(&self, ctx: &ContextSelectionSet<'_>, field: &Positioned<Field>) -> ServerResult<Value> {
-        match self.plain_selection(ctx) {
+        match self.plain_object(&ctx.item.node) {
+            Some(value) => Ok(value),
+            None => OutputType::resolve(&self.0, ctx, field).await,
+        }
+    }
+}
+
+/// A page of tickets, answered like [`Ticket`]: straight from the rows when
+/// its edges, nodes and page info ask for plain fields only (the usual list
+/// page), through async-graphql's `Connection` otherwise.
+pub struct TicketPage(pub Connection<String, Ticket>);
+
+impl TicketPage {
+    fn plain_object(&self, selection: &SelectionSet) -> Option<Value> {
+        let page = &self.0;
+        let cursor = |cursor: Option<&String>| cursor.map_or(Value::Null, |c| Value::String(c.clone()));
+        let fields = plain_fields(selection)?;
+        let mut object = IndexMap::with_capacity(fields.len());
+        for (key, field) in fields {
+            let value = match field.name.node.as_str() {
+                "edges" => {
+                    let asked = plain_fields(&field.selection_set.node)?;
+                    let mut edges = Vec::with_capacity(page.edges.len());
+                    for edge in &page.edges {
+                        let mut object = IndexMap::with_capacity(asked.len());
+                        for (key, field) in &asked {
+                            let value = match field.name.node.as_str() {
+                                "cursor" => Value::String(edge.cursor.clone()),
+                                "node" => edge.node.plain_object(&field.selection_set.node)?,
+                                _ => return None,
+                            };
+                            object.insert((*key).clone(), value);
+                        }
+                        edges.push(Value::Object(object));
+                    }
+                    Value::List(edges)
+                }
+                "pageInfo" => {
+                    let asked = plain_fields(&field.selection_set.node)?;
+                    let mut info = IndexMap::with_capacity(asked.len());
+                    for (key, field) in asked {
+                        let value = match field.name.node.as_str() {
+                            "hasPreviousPage" => Value::Boolean(page.has_previous_page),
+                            "hasNextPage" => Value::Boolean(page.has_next_page),
+                            "startCursor" => cursor(page.edges.first().map(|e| &e.cursor)),
+                            "endCursor" => cursor(page.edges.last().map(|e| &e.cursor)),
+                            _ => return None,
+                        };
+                        info.insert(key.clone(), value);
+                    }
+                    Value::Object(info)
+                }
+                _ => return None,
+            };
+            object.insert(key.clone(), value);
+        }
+        Some(Value::Object(object))
+    }
+}
+
+impl OutputType for TicketPage {
+    fn type_name() -> Cow<'static, str> {
+        <Connection<String, Ticket> as OutputType>::type_name()
+    }
+
+    fn create_type_info(registry: &mut Registry) -> String {
+        <Connection<String, Ticket> as OutputType>::create_type_info(registry)
+    }
+
+    async fn resolve(&self, ctx: &ContextSelectionSet<'_>, field: &Positioned<Field>) -> ServerResult<Value> {
+        match self.plain_object(&ctx.item.node) {
             Some(value) => Ok(value),
             None => OutputType::resolve(&self.0, ctx, field).await,
         }

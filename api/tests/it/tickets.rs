@@ -594,6 +594,16 @@ async fn plain_selections_answer_as_the_resolvers_do(store: Store) {
         // Aliases name the keys, in the order asked.
         let (_, aliased) = app.gql_raw(Some(token), &page("v: version t: title".into()), json!({})).await;
         assert!(aliased.contains(&format!("{{\"v\":3,\"t\":{}}}", fast["title"])), "{aliased}");
+        // The page around the nodes, likewise.
+        let info = "pageInfo { hasNextPage hasPreviousPage startCursor endCursor }";
+        let whole =
+            |extra: &str| format!("{{ tickets(first: 1) {{ {extra} edges {{ cursor node {{ {plain} }} }} {info} }} }}");
+        let fast = app.gql_ok(Some(token), &whole(""), json!({})).await;
+        assert_eq!(fast["tickets"]["edges"][0]["node"]["id"], json!(id));
+        assert_eq!(fast["tickets"]["pageInfo"]["endCursor"], fast["tickets"]["edges"][0]["cursor"]);
+        let mut slow = app.gql_ok(Some(token), &whole("__typename"), json!({})).await;
+        assert_eq!(slow["tickets"].as_object_mut().unwrap().remove("__typename"), Some(json!("TicketConnection")));
+        assert_eq!(fast, slow);
         // Two fields under one key are merged by the resolvers, as GraphQL says.
         let twice = node(&app.gql_ok(Some(token), &page("id id".into()), json!({})).await);
         assert_eq!(twice, json!({ "id": id }));
