@@ -100,9 +100,9 @@ async fn user_by_id(ctx: &Context<'_>, id: uuid::Uuid) -> ApiResult<Option<User>
 /// A ticket as the API answers it. A selection of plain fields only (the
 /// usual list page) is answered straight from the row; anything else goes
 /// through the resolvers of [`TicketFields`], which these answers must
-/// equal (tested). async-graphql resolves every
-/// field of an object as a boxed future of its own, which was a fifth of
-/// the server's CPU on a page of 50 tickets.
+/// equal (tested). async-graphql resolves every field of an object as a
+/// boxed future of its own, which was a fifth of the server's CPU on a
+/// page of 50 tickets.
 pub struct Ticket(TicketFields);
 
 impl From<TicketRow> for Ticket {
