@@ -73,6 +73,38 @@ pub struct AttachmentRow {
 const ATTACHMENT_COLUMNS: &str =
     "SELECT id, ticket_id, filename, content_type, size, sha256, uploaded_by, uploaded_at FROM attachments";
 
+const HISTORY_COLUMNS: &str = "SELECT ticket_id, sequence, at, actor_id, actor_role, action, field, from_value, \
+    to_value FROM ticket_history";
+
+/// `columns` (a `SELECT … FROM` of a table with `ticket_id` and `sequence`)
+/// for `tickets`, in order.
+fn by_tickets<'a, DB>(columns: &str, tickets: &'a [Uuid]) -> QueryBuilder<'a, DB>
+where
+    DB: sqlx::Database,
+    Uuid: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    let mut sql = QueryBuilder::new(columns);
+    sql.push(" WHERE ticket_id IN ");
+    push_id_list(&mut sql, tickets);
+    sql.push(" ORDER BY ticket_id, sequence");
+    sql
+}
+
+/// What [`ReadModels::ticket_with`] reads besides the row.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TicketParts {
+    pub history: bool,
+    pub attachments: bool,
+}
+
+/// A ticket's row with the parts asked for (empty when not asked).
+#[derive(Debug, Clone)]
+pub struct TicketInFull {
+    pub row: TicketRow,
+    pub history: Vec<HistoryRow>,
+    pub attachments: Vec<AttachmentRow>,
+}
+
 #[derive(sqlx::FromRow)]
 struct TicketHistoryRow {
     ticket_id: Uuid,
@@ -267,6 +299,31 @@ impl ReadModels {
         on_db!(&self.db, pool => sqlx::query_as(&sql).bind(id).fetch_optional(pool).await)
     }
 
+    /// A ticket's row and, as asked, its history and attachments, read one
+    /// after the other on one connection (each pooled connection given
+    /// back costs sqlx a round trip).
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub async fn ticket_with(&self, id: Uuid, parts: TicketParts) -> Result<Option<TicketInFull>, sqlx::Error> {
+        let sql = format!("{TICKET_COLUMNS} WHERE id = $1");
+        let ids = [id];
+        on_db!(&self.db, pool => {
+            let mut conn = pool.acquire().await?;
+            let Some(row) = sqlx::query_as(&sql).bind(id).fetch_optional(&mut *conn).await? else { return Ok(None) };
+            let mut full = TicketInFull { row, history: Vec::new(), attachments: Vec::new() };
+            if parts.history {
+                let rows: Vec<TicketHistoryRow> =
+                    by_tickets(HISTORY_COLUMNS, &ids).build_query_as().fetch_all(&mut *conn).await?;
+                full.history = rows.into_iter().map(|row| row.entry).collect();
+            }
+            if parts.attachments {
+                full.attachments = by_tickets(ATTACHMENT_COLUMNS, &ids).build_query_as().fetch_all(&mut *conn).await?;
+            }
+            Ok(Some(full))
+        })
+    }
+
     /// # Errors
     /// When the store fails.
     pub async fn tickets(&self, query: &TicketQuery) -> Result<Vec<TicketRow>, sqlx::Error> {
@@ -287,13 +344,7 @@ impl ReadModels {
         if tickets.is_empty() {
             return Ok(Vec::new());
         }
-        on_db!(&self.db, pool => {
-            let mut sql = QueryBuilder::new(ATTACHMENT_COLUMNS);
-            sql.push(" WHERE ticket_id IN ");
-            push_id_list(&mut sql, tickets);
-            sql.push(" ORDER BY ticket_id, sequence");
-            sql.build_query_as().fetch_all(pool).await
-        })
+        on_db!(&self.db, pool => by_tickets(ATTACHMENT_COLUMNS, tickets).build_query_as().fetch_all(pool).await)
     }
 
     /// The history of many tickets in one query, oldest first.
@@ -304,15 +355,8 @@ impl ReadModels {
         if tickets.is_empty() {
             return Ok(Vec::new());
         }
-        let rows: Vec<TicketHistoryRow> = on_db!(&self.db, pool => {
-            let mut sql = QueryBuilder::new(
-                "SELECT ticket_id, sequence, at, actor_id, actor_role, action, field, from_value, to_value \
-                 FROM ticket_history WHERE ticket_id IN ",
-            );
-            push_id_list(&mut sql, tickets);
-            sql.push(" ORDER BY ticket_id, sequence");
-            sql.build_query_as().fetch_all(pool).await
-        })?;
+        let rows: Vec<TicketHistoryRow> =
+            on_db!(&self.db, pool => by_tickets(HISTORY_COLUMNS, tickets).build_query_as().fetch_all(pool).await)?;
         Ok(rows.into_iter().map(|row| (row.ticket_id, row.entry)).collect())
     }
 

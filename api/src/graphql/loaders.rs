@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 
 use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 use async_graphql::Context;
-use projections::read::{AttachmentRow, HistoryRow, ReadModels, TicketRow, UserRow};
+use projections::read::{AttachmentRow, HistoryRow, ReadModels, TicketInFull, TicketParts, TicketRow, UserRow};
 use uuid::Uuid;
 
 use crate::error::{ApiError, ApiResult};
@@ -71,53 +71,45 @@ pub fn for_request(read: &ReadModels) -> (Users, Histories, Attachments) {
 }
 
 /// One ticket's detail has nothing to batch with: what its fields will ask
-/// the loaders for is fetched here at once (history and attachments side by
-/// side, then every user they and the ticket mention in one query) and put
-/// in the loaders' caches. A loader would otherwise wait out its batching
-/// delay (a timer thread's round trip and at least 1 ms) once per level.
-/// What the selection does not ask for is not fetched; anything missed here
-/// is still loaded by the loaders.
+/// the loaders for was read with its row (`ReadModels::ticket_with`: history
+/// and attachments as `parts` says, on the row's connection) and is put in
+/// the loaders' caches here, with every user they and the ticket mention,
+/// read at once. A loader would otherwise wait out its batching delay (a
+/// timer thread's round trip and at least 1 ms) once per level. Anything
+/// missed here is still loaded by the loaders.
 ///
 /// # Errors
 /// When the store fails.
-pub async fn prime_ticket(ctx: &Context<'_>, read: &ReadModels, ticket: &TicketRow) -> ApiResult<()> {
+pub async fn prime_ticket(
+    ctx: &Context<'_>,
+    read: &ReadModels,
+    ticket: TicketInFull,
+    parts: TicketParts,
+) -> ApiResult<TicketRow> {
     let selection = ctx.look_ahead();
-    let (history, attachments) = (selection.field("history"), selection.field("attachments"));
-    let ids = [ticket.id];
-    let (histories, attachments_of) = tokio::try_join!(
-        async {
-            if history.exists() {
-                HistoryLoader(read.clone()).load(&ids).await
-            } else {
-                Ok(HashMap::new())
-            }
-        },
-        async {
-            if attachments.exists() {
-                AttachmentLoader(read.clone()).load(&ids).await
-            } else {
-                Ok(HashMap::new())
-            }
-        },
-    )?;
+    let TicketInFull { row, history, attachments } = ticket;
     let mut users = HashSet::new();
     if selection.field("reporter").exists() {
-        users.insert(ticket.reporter_id);
+        users.insert(row.reporter_id);
     }
     if selection.field("assignee").exists() {
-        users.extend(ticket.assignee_id);
+        users.extend(row.assignee_id);
     }
-    if history.field("actor").exists() {
-        users.extend(histories.values().flatten().filter_map(|row| row.actor_id));
+    if selection.field("history").field("actor").exists() {
+        users.extend(history.iter().filter_map(|entry| entry.actor_id));
     }
-    if attachments.field("uploadedBy").exists() {
-        users.extend(attachments_of.values().flatten().filter_map(|row| row.uploaded_by));
+    if selection.field("attachments").field("uploadedBy").exists() {
+        users.extend(attachments.iter().filter_map(|attachment| attachment.uploaded_by));
     }
-    ctx.data_unchecked::<Histories>().feed_many(histories).await;
-    ctx.data_unchecked::<Attachments>().feed_many(attachments_of).await;
+    if parts.history {
+        ctx.data_unchecked::<Histories>().feed_one(row.id, history).await;
+    }
+    if parts.attachments {
+        ctx.data_unchecked::<Attachments>().feed_one(row.id, attachments).await;
+    }
     if !users.is_empty() {
         let ids: Vec<Uuid> = users.into_iter().collect();
         ctx.data_unchecked::<Users>().feed_many(UserLoader(read.clone()).load(&ids).await?).await;
     }
-    Ok(())
+    Ok(row)
 }

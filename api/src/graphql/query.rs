@@ -5,7 +5,7 @@ use async_graphql::{Context, Object, ID};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as CURSOR;
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
-use projections::read::{TicketKey, TicketQuery};
+use projections::read::{TicketKey, TicketParts, TicketQuery};
 use uuid::Uuid;
 
 use super::types::{Ticket, TicketFilter, TicketOrder, TicketPage, User};
@@ -80,8 +80,13 @@ impl Query {
     /// A ticket the caller may see, else `null`.
     async fn ticket(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Option<Ticket>> {
         let viewer = caller(ctx).viewer()?;
-        let Some(row) = app(ctx).visible_ticket(viewer, &id).await? else { return Ok(None) };
-        super::loaders::prime_ticket(ctx, &app(ctx).read, &row).await?;
+        let selection = ctx.look_ahead();
+        let parts = TicketParts {
+            history: selection.field("history").exists(),
+            attachments: selection.field("attachments").exists(),
+        };
+        let Some(ticket) = app(ctx).visible_ticket_with(viewer, &id, parts).await? else { return Ok(None) };
+        let row = super::loaders::prime_ticket(ctx, &app(ctx).read, ticket, parts).await?;
         Ok(Some(Ticket::from(row)))
     }
 

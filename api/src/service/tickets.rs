@@ -7,7 +7,7 @@ use domain::sealed::{SealedField, SealedText};
 use domain::ticket::TicketEvent;
 use domain::ticket::{AssigneeChange, TicketCommand, TicketUpdate};
 use domain::values::{Description, Notes, Priority, Reason, Status, TicketId, Title, UserId};
-use projections::read::{Table, TicketQuery, TicketRow};
+use projections::read::{Table, TicketInFull, TicketParts, TicketQuery, TicketRow};
 use uuid::Uuid;
 
 use crate::auth::caller::Viewer;
@@ -31,6 +31,12 @@ fn expected(version: Option<i32>) -> ApiResult<Option<u64>> {
         .transpose()
 }
 
+/// Admins see every ticket, deleted ones included; others see their own
+/// live tickets.
+fn may_see(viewer: Viewer, ticket: &TicketRow) -> bool {
+    viewer.is_admin() || (ticket.reporter_id == viewer.id && ticket.deleted_at.is_none())
+}
+
 impl App {
     /// The ticket if `viewer` may see it: admins see every ticket, deleted
     /// ones included; others see their own live tickets.
@@ -40,7 +46,22 @@ impl App {
     pub async fn visible_ticket(&self, viewer: Viewer, id: &str) -> ApiResult<Option<TicketRow>> {
         let id = TicketId::parse(id)?;
         let ticket = self.read.ticket(id.as_uuid()).await?;
-        Ok(ticket.filter(|t| viewer.is_admin() || (t.reporter_id == viewer.id && t.deleted_at.is_none())))
+        Ok(ticket.filter(|t| may_see(viewer, t)))
+    }
+
+    /// As [`App::visible_ticket`], with the parts of it a response asks for.
+    ///
+    /// # Errors
+    /// `BAD_USER_INPUT` for a malformed id; store failures.
+    pub async fn visible_ticket_with(
+        &self,
+        viewer: Viewer,
+        id: &str,
+        parts: TicketParts,
+    ) -> ApiResult<Option<TicketInFull>> {
+        let id = TicketId::parse(id)?;
+        let ticket = self.read.ticket_with(id.as_uuid(), parts).await?;
+        Ok(ticket.filter(|t| may_see(viewer, &t.row)))
     }
 
     async fn ticket_for_change(&self, viewer: Viewer, id: &str) -> ApiResult<TicketRow> {
