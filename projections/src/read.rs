@@ -295,8 +295,7 @@ impl ReadModels {
     /// # Errors
     /// When the store fails.
     pub async fn ticket(&self, id: Uuid) -> Result<Option<TicketRow>, sqlx::Error> {
-        let sql = format!("{TICKET_COLUMNS} WHERE id = $1");
-        on_db!(&self.db, pool => sqlx::query_as(&sql).bind(id).fetch_optional(pool).await)
+        Ok(self.ticket_with(id, TicketParts::default()).await?.map(|ticket| ticket.row))
     }
 
     /// A ticket's row and, as asked, its history and attachments, read one
@@ -577,7 +576,7 @@ mod tests {
 
     // Bound, the LIMIT and the filters had PostgreSQL plan every page afresh.
     #[test]
-    fn list_limits_are_written_into_the_sql() {
+    fn list_limits_and_closed_filters_are_written_into_the_sql() {
         let query = TicketQuery { limit: 51, status: Some(Status::InProgress), ..TicketQuery::default() };
         let sql = ticket_list_query!(&query);
         let sql: &sqlx::QueryBuilder<'_, sqlx::Postgres> = &sql;

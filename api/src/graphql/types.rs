@@ -468,3 +468,65 @@ pub struct TicketFilter {
     /// Admins only: include deleted tickets.
     pub include_deleted: Option<bool>,
 }
+
+#[cfg(test)]
+mod tests {
+    use async_graphql::parser::parse_query;
+    use async_graphql::parser::types::DocumentOperations;
+    use chrono::TimeZone;
+
+    use super::*;
+
+    fn ticket() -> Ticket {
+        let at = Utc.with_ymd_and_hms(2026, 11, 27, 9, 30, 0).unwrap();
+        Ticket::from(TicketRow {
+            id: uuid::Uuid::nil(),
+            title: "VPN".into(),
+            description: "down".into(),
+            priority: "HIGH".into(),
+            priority_rank: 3,
+            status: "OPEN".into(),
+            reporter_id: uuid::Uuid::nil(),
+            assignee_id: None,
+            created_at: at,
+            updated_at: at,
+            version: 2,
+            notes_envelope: None,
+            deleted_at: None,
+        })
+    }
+
+    /// The selection set of `{ … }`.
+    fn answer(selection: &str) -> Option<Value> {
+        let document = parse_query(format!("{{ {selection} }}")).unwrap();
+        let DocumentOperations::Single(operation) = document.operations else { unreachable!("one operation") };
+        ticket().plain_object(&operation.node.selection_set.node)
+    }
+
+    // The end-to-end test compares both ways of answering; this one makes
+    // sure the short way is taken at all, and only for plain selections.
+    #[test]
+    fn only_plain_selections_are_answered_from_the_row() {
+        let value = answer("id v: version status createdAt").expect("plain fields");
+        assert_eq!(
+            value.into_json().unwrap(),
+            serde_json::json!({
+                "id": "00000000-0000-0000-0000-000000000000",
+                "v": 2,
+                "status": "OPEN",
+                "createdAt": "2026-11-27T09:30:00+00:00",
+            })
+        );
+        for other in [
+            "... on Ticket { id }",
+            "id @include(if: true)",
+            "history(first: 1) { sequence }",
+            "id reporter { id }",
+            "id id",
+            "__typename",
+            "confidentialNotes",
+        ] {
+            assert_eq!(answer(other), None, "{other}");
+        }
+    }
+}

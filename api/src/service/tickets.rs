@@ -31,12 +31,6 @@ fn expected(version: Option<i32>) -> ApiResult<Option<u64>> {
         .transpose()
 }
 
-/// Admins see every ticket, deleted ones included; others see their own
-/// live tickets.
-fn may_see(viewer: Viewer, ticket: &TicketRow) -> bool {
-    viewer.is_admin() || (ticket.reporter_id == viewer.id && ticket.deleted_at.is_none())
-}
-
 impl App {
     /// The ticket if `viewer` may see it: admins see every ticket, deleted
     /// ones included; others see their own live tickets.
@@ -44,9 +38,7 @@ impl App {
     /// # Errors
     /// `BAD_USER_INPUT` for a malformed id; store failures.
     pub async fn visible_ticket(&self, viewer: Viewer, id: &str) -> ApiResult<Option<TicketRow>> {
-        let id = TicketId::parse(id)?;
-        let ticket = self.read.ticket(id.as_uuid()).await?;
-        Ok(ticket.filter(|t| may_see(viewer, t)))
+        Ok(self.visible_ticket_with(viewer, id, TicketParts::default()).await?.map(|ticket| ticket.row))
     }
 
     /// As [`App::visible_ticket`], with the parts of it a response asks for.
@@ -61,7 +53,7 @@ impl App {
     ) -> ApiResult<Option<TicketInFull>> {
         let id = TicketId::parse(id)?;
         let ticket = self.read.ticket_with(id.as_uuid(), parts).await?;
-        Ok(ticket.filter(|t| may_see(viewer, &t.row)))
+        Ok(ticket.filter(|t| viewer.is_admin() || (t.row.reporter_id == viewer.id && t.row.deleted_at.is_none())))
     }
 
     async fn ticket_for_change(&self, viewer: Viewer, id: &str) -> ApiResult<TicketRow> {
