@@ -6,7 +6,7 @@ use commands::db::Db;
 use domain::account::AccountCommand;
 use domain::ticket::{AssigneeChange, TicketCommand, TicketUpdate};
 use domain::values::{Priority, Role, Status};
-use projections::read::TicketQuery;
+use projections::read::{TicketParts, TicketQuery};
 
 use crate::fixture::{self, admin, App};
 
@@ -123,3 +123,31 @@ async fn rebuild_over_several_batches(db: Db) {
     assert_eq!(app.assert_read_models_match_events().await, i64::try_from(total).unwrap());
 }
 test_support::store_test!(rebuild_over_several_batches);
+
+// A detail reads a ticket's row and parts together (on PostgreSQL in one
+// statement, the parts as JSON): the same rows as read one by one, for
+// every kind of event, and nothing for a ticket that does not exist.
+async fn a_ticket_in_full_matches_its_parts_read_apart(db: Db) {
+    let app = App::new(db);
+    write_every_kind_of_event(&app).await;
+    app.settle().await;
+    let query = TicketQuery { include_deleted: true, limit: 10, ..TicketQuery::default() };
+    let tickets = app.read.tickets(&query).await.unwrap();
+    assert_eq!(tickets.len(), 2);
+    for ticket in tickets {
+        let both = TicketParts { history: true, attachments: true };
+        let full = app.read.ticket_with(ticket.id, both).await.unwrap().expect("ticket found");
+        assert_eq!(full.row, ticket);
+        let history = app.read.history(ticket.id).await.unwrap();
+        assert_eq!(format!("{:?}", full.history), format!("{history:?}"));
+        assert!(!history.is_empty());
+        assert_eq!(full.attachments, app.read.attachments(ticket.id).await.unwrap());
+        assert!(!full.attachments.is_empty(), "both tickets hold evidence");
+        let bare = app.read.ticket_with(ticket.id, TicketParts::default()).await.unwrap().expect("ticket found");
+        assert!(bare.history.is_empty() && bare.attachments.is_empty());
+        assert_eq!(bare.row, ticket);
+    }
+    let missing = uuid::Uuid::new_v4();
+    assert!(app.read.ticket_with(missing, TicketParts { history: true, attachments: true }).await.unwrap().is_none());
+}
+test_support::store_test!(a_ticket_in_full_matches_its_parts_read_apart);
