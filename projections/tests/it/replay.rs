@@ -125,15 +125,23 @@ async fn rebuild_over_several_batches(db: Db) {
 test_support::store_test!(rebuild_over_several_batches);
 
 // A detail reads a ticket's row and parts together (on PostgreSQL in one
-// statement, the parts as JSON): the same rows as read one by one, for
-// every kind of event, and nothing for a ticket that does not exist.
+// statement, the parts as JSON, but for a history of over 64 events): the
+// same rows as read one by one, for every kind of event, and nothing for a
+// ticket that does not exist.
 async fn a_ticket_in_full_matches_its_parts_read_apart(db: Db) {
     let app = App::new(db);
     write_every_kind_of_event(&app).await;
+    let reporter = app.register("long@example.com", Role::Employee).await;
+    let long = fixture::open_ticket_with_evidence(&app.write, &app.keys, reporter, "Long one", &["a.png"]).await;
+    for step in 0..70 {
+        let priority = if step % 2 == 0 { Priority::High } else { Priority::Low };
+        app.update(long, TicketUpdate { priority: Some(priority), ..Default::default() }).await;
+    }
     app.settle().await;
     let query = TicketQuery { include_deleted: true, limit: 10, ..TicketQuery::default() };
     let tickets = app.read.tickets(&query).await.unwrap();
-    assert_eq!(tickets.len(), 2);
+    assert_eq!(tickets.len(), 3);
+    assert!(tickets.iter().any(|t| t.version > 64) && tickets.iter().any(|t| t.version <= 64));
     for ticket in tickets {
         let both = TicketParts { history: true, attachments: true };
         let full = app.read.ticket_with(ticket.id, both).await.unwrap().expect("ticket found");
@@ -142,7 +150,7 @@ async fn a_ticket_in_full_matches_its_parts_read_apart(db: Db) {
         assert_eq!(format!("{:?}", full.history), format!("{history:?}"));
         assert!(!history.is_empty());
         assert_eq!(full.attachments, app.read.attachments(ticket.id).await.unwrap());
-        assert!(!full.attachments.is_empty(), "both tickets hold evidence");
+        assert!(!full.attachments.is_empty(), "every ticket holds evidence");
         let bare = app.read.ticket_with(ticket.id, TicketParts::default()).await.unwrap().expect("ticket found");
         assert!(bare.history.is_empty() && bare.attachments.is_empty());
         assert_eq!(bare.row, ticket);
