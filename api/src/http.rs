@@ -29,6 +29,7 @@ use crate::auth::password::PasswordHasher;
 use crate::auth::sessions::Sessions;
 use crate::blobs::Blobs;
 use crate::config::Settings;
+use crate::graphql::admission::Held;
 use crate::graphql::limits::Documents;
 use crate::graphql::{schema, RequestInfo, TicketsSchema};
 use crate::secrets;
@@ -115,11 +116,12 @@ async fn graphql(
         Err(response) => return ([(header::CONNECTION, "close")], response).into_response(),
     };
     let started = std::time::Instant::now();
+    let held = std::sync::Arc::new(Held::default());
     let mut response = match state.documents.prepare(&mut request) {
         Ok(()) => {
             let (users, histories, attachments) = crate::graphql::loaders::for_request(&state.app.read);
-            let request =
-                request.data(RequestInfo { caller, request_id, client }).data(users).data(histories).data(attachments);
+            let info = RequestInfo { caller, request_id, client, held: held.clone() };
+            let request = request.data(info).data(users).data(histories).data(attachments);
             state.schema.execute(request).await
         }
         Err(refused) => async_graphql::Response::from_errors(vec![refused]),
@@ -133,7 +135,11 @@ async fn graphql(
             extensions.set("code", "BAD_USER_INPUT");
         }
     }
-    Json(response).into_response()
+    // Written out before the request's share of the budget for long
+    // histories is given back.
+    let written = Json(response).into_response();
+    drop(held);
+    written
 }
 
 async fn readyz(State(state): State<HttpState>) -> Response {
@@ -175,6 +181,7 @@ pub async fn assemble(settings: Settings) -> anyhow::Result<(AppState, Projector
         sessions: Sessions::new(db),
         blobs,
         limits: RateLimits::default(),
+        budget: crate::graphql::admission::Budget::default(),
     });
     Ok((app, projector))
 }

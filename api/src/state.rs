@@ -30,6 +30,8 @@ pub struct App {
     pub sessions: Sessions,
     pub blobs: Blobs,
     pub limits: RateLimits,
+    /// Long histories answered at once (`graphql::admission`).
+    pub budget: crate::graphql::admission::Budget,
 }
 
 pub type AppState = Arc<App>;

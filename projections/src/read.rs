@@ -101,9 +101,15 @@ pub struct TicketParts {
 #[derive(Debug, Clone)]
 pub struct TicketInFull {
     pub row: TicketRow,
-    pub history: Vec<HistoryRow>,
+    /// `None` when not asked, or when the ticket has more than
+    /// [`HISTORY_WITH_ROW`] events: the caller reads such a history with
+    /// [`ReadModels::history`] when it can afford to hold it.
+    pub history: Option<Vec<HistoryRow>>,
     pub attachments: Vec<AttachmentRow>,
 }
+
+/// The most events a ticket may have for its history to come with its row.
+pub const HISTORY_WITH_ROW: i64 = 64;
 
 #[derive(sqlx::FromRow)]
 struct TicketHistoryRow {
@@ -248,10 +254,10 @@ macro_rules! ticket_list_query {
 }
 
 /// A ticket's history as a JSON array, oldest first (PostgreSQL).
-/// Only for tickets of at most 64 events (a ticket's version counts its
-/// events): JSON costs PostgreSQL more a row than binary rows
-/// (an 8,300-event history: 5 → 20 ms of its CPU), so a longer history
-/// comes as `NULL` and is read by a query of its own.
+/// Only for tickets of at most `HISTORY_WITH_ROW` events (a ticket's version
+/// counts its events): JSON costs PostgreSQL more a row than binary rows
+/// (an 8,300-event history: 5 → 20 ms of its CPU), and a long history is
+/// for the caller to read when it can afford to hold it.
 const HISTORY_AS_JSON: &str = "CASE WHEN version <= 64 THEN \
     (SELECT COALESCE(json_agg(h ORDER BY h.sequence), '[]')::text FROM \
     (SELECT sequence, at, actor_id, actor_role, action, field, from_value, to_value FROM ticket_history \
@@ -284,11 +290,11 @@ async fn ticket_with_one_by_one(
     let ids = [id];
     let mut conn = pool.acquire().await?;
     let Some(row) = sqlx::query_as(&sql).bind(id).fetch_optional(&mut *conn).await? else { return Ok(None) };
-    let mut full = TicketInFull { row, history: Vec::new(), attachments: Vec::new() };
-    if parts.history {
+    let mut full = TicketInFull { row, history: None, attachments: Vec::new() };
+    if parts.history && full.row.version <= HISTORY_WITH_ROW {
         let rows: Vec<TicketHistoryRow> =
             by_tickets(HISTORY_COLUMNS, &ids).build_query_as().fetch_all(&mut *conn).await?;
-        full.history = rows.into_iter().map(|row| row.entry).collect();
+        full.history = Some(rows.into_iter().map(|row| row.entry).collect());
     }
     if parts.attachments {
         full.attachments = by_tickets(ATTACHMENT_COLUMNS, &ids).build_query_as().fetch_all(&mut *conn).await?;
@@ -360,7 +366,8 @@ impl ReadModels {
     /// → 5,100–5,400 detail reads a second). JSON costs PostgreSQL more a
     /// row than binary rows, so a 50-event history reads about 8 % slower
     /// than before. On SQLite, which has no round trips, one query after
-    /// the other on one connection.
+    /// the other on one connection. On both, the history of a ticket of
+    /// over [`HISTORY_WITH_ROW`] events is left to the caller.
     ///
     /// # Errors
     /// When the store fails.
@@ -377,14 +384,7 @@ impl ReadModels {
         let Some(joined): Option<TicketJoined> = sqlx::query_as(&sql).bind(id).fetch_optional(pool).await? else {
             return Ok(None);
         };
-        let history = match joined.history {
-            None if parts.history => {
-                let rows: Vec<TicketHistoryRow> =
-                    by_tickets(HISTORY_COLUMNS, &[id]).build_query_as().fetch_all(pool).await?;
-                rows.into_iter().map(|row| row.entry).collect()
-            }
-            json => json_rows(json)?,
-        };
+        let history = joined.history.map(|json| json_rows(Some(json))).transpose()?;
         Ok(Some(TicketInFull { row: joined.row, history, attachments: json_rows(joined.attachments)? }))
     }
 
@@ -640,6 +640,11 @@ mod tests {
     use super::*;
 
     // Bound, the LIMIT and the filters had PostgreSQL plan every page afresh.
+    #[test]
+    fn the_json_history_limit_is_the_constant() {
+        assert!(HISTORY_AS_JSON.contains(&format!("version <= {HISTORY_WITH_ROW} ")), "{HISTORY_AS_JSON}");
+    }
+
     #[test]
     fn list_limits_and_closed_filters_are_written_into_the_sql() {
         let query = TicketQuery { limit: 51, status: Some(Status::InProgress), ..TicketQuery::default() };

@@ -5,6 +5,7 @@
 //! to be current, as it does for every request's caller check.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 use async_graphql::Context;
@@ -21,23 +22,24 @@ impl Loader<Uuid> for UserLoader {
 
     async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, UserRow>, ApiError> {
         let rows = self.0.users_by_ids(keys).await?;
-        Ok(rows.into_iter().map(|row| (row.id, std::sync::Arc::unwrap_or_clone(row))).collect())
+        Ok(rows.into_iter().map(|row| (row.id, Arc::unwrap_or_clone(row))).collect())
     }
 }
 
-/// A ticket's history, keyed by ticket id.
+/// A ticket's history, keyed by ticket id; shared, since the loader's cache
+/// hands out a copy of what it holds and a history can be thousands long.
 pub struct HistoryLoader(pub ReadModels);
 
 impl Loader<Uuid> for HistoryLoader {
-    type Value = Vec<HistoryRow>;
+    type Value = Arc<Vec<HistoryRow>>;
     type Error = ApiError;
 
-    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Vec<HistoryRow>>, ApiError> {
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Arc<Vec<HistoryRow>>>, ApiError> {
         let mut by_ticket: HashMap<Uuid, Vec<HistoryRow>> = keys.iter().map(|id| (*id, Vec::new())).collect();
         for (ticket, row) in self.0.histories(keys).await? {
             by_ticket.entry(ticket).or_default().push(row);
         }
-        Ok(by_ticket)
+        Ok(by_ticket.into_iter().map(|(ticket, rows)| (ticket, Arc::new(rows))).collect())
     }
 }
 
@@ -88,6 +90,17 @@ pub async fn prime_ticket(
 ) -> ApiResult<TicketRow> {
     let selection = ctx.look_ahead();
     let TicketInFull { row, history, attachments } = ticket;
+    // A history too long to come with the row is read once the server's
+    // budget for long histories admits it (`graphql::admission`).
+    let history = match history {
+        Some(history) => history,
+        None if parts.history => {
+            let entries = usize::try_from(row.version).unwrap_or(usize::MAX);
+            crate::graphql::app(ctx).budget.admit(&crate::graphql::info(ctx).held, entries).await;
+            read.history(row.id).await?
+        }
+        None => Vec::new(),
+    };
     let mut users = HashSet::new();
     if selection.field("reporter").exists() {
         users.insert(row.reporter_id);
@@ -102,7 +115,7 @@ pub async fn prime_ticket(
         users.extend(attachments.iter().filter_map(|attachment| attachment.uploaded_by));
     }
     if parts.history {
-        ctx.data_unchecked::<Histories>().feed_one(row.id, history).await;
+        ctx.data_unchecked::<Histories>().feed_one(row.id, Arc::new(history)).await;
     }
     if parts.attachments {
         ctx.data_unchecked::<Attachments>().feed_one(row.id, attachments).await;

@@ -1,5 +1,6 @@
 //! The GraphQL schema (DESIGN §5): queries, mutations and their limits.
 
+pub mod admission;
 pub mod limits;
 pub mod loaders;
 mod mutation;
@@ -19,6 +20,8 @@ pub struct RequestInfo {
     pub caller: Caller,
     pub request_id: String,
     pub client: String,
+    /// What this request holds of the server's budget for long histories.
+    pub held: std::sync::Arc<admission::Held>,
 }
 
 /// Builds the schema with depth, complexity and directive limits, since

@@ -327,9 +327,10 @@ impl TicketFields {
             .load_one(self.0.id)
             .await?
             .unwrap_or_default()
-            .into_iter()
+            .iter()
             .filter(|row| row.sequence > after && (admin || row.field.as_deref() != Some("confidentialNotes")))
             .take(first)
+            .cloned()
             .collect();
         let mut actors = std::collections::HashMap::new();
         if ctx.look_ahead().field("actor").exists() {
