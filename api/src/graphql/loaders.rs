@@ -74,9 +74,9 @@ pub fn for_request(read: &ReadModels) -> (Users, Histories, Attachments) {
 
 /// One ticket's detail has nothing to batch with: what its fields will ask
 /// the loaders for was read with its row (`ReadModels::ticket_with`: history
-/// and attachments as `parts` says, on the row's connection) and is put in
-/// the loaders' caches here, with every user they and the ticket mention,
-/// read at once. A loader would otherwise wait out its batching delay (a
+/// and attachments as `parts` says), or is read here (a long history, once
+/// the budget admits it), and is put in the loaders' caches, with every
+/// user they and the ticket mention, read at once. A loader would otherwise wait out its batching delay (a
 /// timer thread's round trip and at least 1 ms) once per level. Anything
 /// missed here is still loaded by the loaders.
 ///

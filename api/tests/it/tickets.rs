@@ -611,7 +611,36 @@ async fn plain_selections_answer_as_the_resolvers_do(store: Store) {
     app.shutdown().await;
 }
 
+/// A ticket of over 64 events has its history read apart from its row,
+/// once the budget for long histories admits it, and the request gives the
+/// budget back when its answer is written.
+async fn a_long_history_is_read_apart_and_the_budget_given_back(store: Store) {
+    let app = TestApp::spawn(store).await;
+    let admin = app.admin().await;
+    let reporter = app.register("reporter@example.com").await;
+    let id = app.create_ticket(&reporter.token, "Flapping link").await;
+    for step in 0..70 {
+        let priority = if step % 2 == 0 { "HIGH" } else { "LOW" };
+        let answer = app.update(&admin.token, &id, json!({ "priority": priority })).await;
+        assert!(answer.get("errors").is_none(), "{answer}");
+    }
+    let detail = "query($id: ID!) { ticket(id: $id) { version history { sequence actor { id } } } }";
+    let budget = &app.state().app.budget;
+    for (token, opener) in [(&admin.token, &reporter.id), (&reporter.token, &reporter.id)] {
+        let seen = app.gql_ok(Some(token), detail, json!({ "id": id })).await["ticket"].clone();
+        assert_eq!(seen["version"], 71);
+        let entries = history(&seen);
+        let sequences: Vec<i64> = entries.iter().filter_map(|e| e["sequence"].as_i64()).collect();
+        assert_eq!(sequences, (1..=71).collect::<Vec<_>>());
+        assert_eq!(entries[0]["actor"]["id"], json!(opener));
+        assert_eq!(entries[70]["actor"]["id"], json!(admin.id));
+        assert_eq!(budget.available(), api::graphql::admission::BUDGET as usize, "given back");
+    }
+    app.shutdown().await;
+}
+
 both_stores!(
+    a_long_history_is_read_apart_and_the_budget_given_back,
     plain_selections_answer_as_the_resolvers_do,
     create_and_update_read_their_own_writes,
     concurrent_updates_all_land,
