@@ -607,6 +607,16 @@ async fn plain_selections_answer_as_the_resolvers_do(store: Store) {
         // Two fields under one key are merged by the resolvers, as GraphQL says.
         let twice = node(&app.gql_ok(Some(token), &page("id id".into()), json!({})).await);
         assert_eq!(twice, json!({ "id": id }));
+        // A history's entries, likewise: `__typename` takes the resolvers.
+        let entry = "sequence at action field from to actor { id email displayName role createdAt }";
+        let detail = |selection: &str| format!("query($id: ID!) {{ ticket(id: $id) {{ history {{ {selection} }} }} }}");
+        let fast = app.gql_ok(Some(token), &detail(entry), json!({ "id": id })).await;
+        let mut slow = app.gql_ok(Some(token), &detail(&format!("{entry} __typename")), json!({ "id": id })).await;
+        for entry in slow["ticket"]["history"].as_array_mut().unwrap() {
+            assert_eq!(entry.as_object_mut().unwrap().remove("__typename"), Some(json!("AuditEntry")));
+        }
+        assert_eq!(history(&fast["ticket"]).len(), 3);
+        assert_eq!(fast, slow);
     }
     app.shutdown().await;
 }
