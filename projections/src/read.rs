@@ -404,6 +404,35 @@ impl ReadModels {
         Ok(self.histories(&[ticket]).await?.into_iter().map(|(_, row)| row).collect())
     }
 
+    /// Up to `limit` entries of a ticket's history after sequence `after`,
+    /// oldest first, read in SQL rather than cut from the whole history;
+    /// changes to the confidential notes only `with_notes`.
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub async fn history_page(
+        &self,
+        ticket: Uuid,
+        after: i64,
+        limit: Option<usize>,
+        with_notes: bool,
+    ) -> Result<Vec<HistoryRow>, sqlx::Error> {
+        let rows: Vec<TicketHistoryRow> = on_db!(&self.db, pool => {
+            let mut sql = QueryBuilder::new(HISTORY_COLUMNS);
+            sql.push(" WHERE ticket_id = ").push_bind(ticket).push(" AND sequence > ").push_bind(after);
+            if !with_notes {
+                sql.push(" AND (field IS NULL OR field <> 'confidentialNotes')");
+            }
+            sql.push(" ORDER BY sequence");
+            // A literal, as for the lists: a bound LIMIT is planned afresh each time.
+            if let Some(limit) = limit {
+                sql.push(format_args!(" LIMIT {limit}"));
+            }
+            sql.build_query_as().fetch_all(pool).await
+        })?;
+        Ok(rows.into_iter().map(|row| row.entry).collect())
+    }
+
     /// The attachments of many tickets in one query, in the order added.
     ///
     /// # Errors

@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
-use async_graphql::Context;
+use async_graphql::{Context, Lookahead, Value};
 use projections::read::{AttachmentRow, HistoryRow, ReadModels, TicketInFull, TicketParts, TicketRow, UserRow};
 use uuid::Uuid;
 
@@ -72,6 +72,16 @@ pub fn for_request(read: &ReadModels) -> (Users, Histories, Attachments) {
     )
 }
 
+/// Whether some `history` selected under `selection` asks for the whole
+/// history rather than a page of it (`first` or `after`).
+fn asks_whole_history(selection: &Lookahead<'_>) -> bool {
+    selection.field("history").selection_fields().iter().any(|field| {
+        field.arguments().map_or(true, |arguments| {
+            !arguments.iter().any(|(name, value)| matches!(name.as_str(), "first" | "after") && *value != Value::Null)
+        })
+    })
+}
+
 /// One ticket's detail has nothing to batch with: what its fields will ask
 /// the loaders for was read with its row (`ReadModels::ticket_with`: history
 /// and attachments as `parts` says), or is read here (a long history, once
@@ -92,14 +102,15 @@ pub async fn prime_ticket(
     let TicketInFull { row, history, attachments } = ticket;
     // A history too long to come with the row is read once the server's
     // budget for long histories admits it (`graphql::admission`).
+    // Pages of one (`first`, `after`) the field reads for itself.
     let history = match history {
-        Some(history) => history,
-        None if parts.history => {
+        Some(history) => Some(history),
+        None if parts.history && asks_whole_history(&selection) => {
             let entries = usize::try_from(row.version).unwrap_or(usize::MAX);
             crate::graphql::app(ctx).budget.admit(&crate::graphql::info(ctx).held, entries).await;
-            read.history(row.id).await?
+            Some(read.history(row.id).await?)
         }
-        None => Vec::new(),
+        None => None,
     };
     let mut users = HashSet::new();
     if selection.field("reporter").exists() {
@@ -109,12 +120,12 @@ pub async fn prime_ticket(
         users.extend(row.assignee_id);
     }
     if selection.field("history").field("actor").exists() {
-        users.extend(history.iter().filter_map(|entry| entry.actor_id));
+        users.extend(history.iter().flatten().filter_map(|entry| entry.actor_id));
     }
     if selection.field("attachments").field("uploadedBy").exists() {
         users.extend(attachments.iter().filter_map(|attachment| attachment.uploaded_by));
     }
-    if parts.history {
+    if let Some(history) = history {
         ctx.data_unchecked::<Histories>().feed_one(row.id, Arc::new(history)).await;
     }
     if parts.attachments {

@@ -14,7 +14,7 @@ use async_graphql::{
     SimpleObject, Upload, Value, ID,
 };
 use chrono::{DateTime, Utc};
-use projections::read::{AttachmentRow, HistoryRow, TicketRow, UserRow};
+use projections::read::{AttachmentRow, HistoryRow, TicketRow, UserRow, HISTORY_WITH_ROW};
 
 use super::{app, caller};
 use crate::error::{ApiError, ApiResult};
@@ -319,20 +319,29 @@ impl TicketFields {
             return Err(ApiError::BadInput("after must not be negative".into()));
         }
         let first = match first {
-            None => usize::MAX,
-            Some(n) if (1..=MAX_HISTORY_PAGE).contains(&n) => usize::try_from(n).unwrap_or(usize::MAX),
+            None => None,
+            Some(n) if (1..=MAX_HISTORY_PAGE).contains(&n) => usize::try_from(n).ok(),
             Some(_) => return Err(ApiError::BadInput(format!("first must be between 1 and {MAX_HISTORY_PAGE}"))),
         };
-        let loader = ctx.data_unchecked::<super::loaders::Histories>();
-        let rows: Vec<HistoryRow> = loader
-            .load_one(self.0.id)
-            .await?
-            .unwrap_or_default()
-            .iter()
-            .filter(|row| row.sequence > after && (admin || row.field.as_deref() != Some("confidentialNotes")))
-            .take(first)
-            .cloned()
-            .collect();
+        let ticket = &self.0;
+        let rows: Vec<HistoryRow> = if (first.is_some() || after > 0) && ticket.version > HISTORY_WITH_ROW {
+            // A page of a long history is read by itself, in SQL, once the
+            // budget for long histories admits what it can hold.
+            let left = usize::try_from(ticket.version - after.min(ticket.version)).unwrap_or(usize::MAX);
+            app(ctx).budget.admit(&super::info(ctx).held, first.map_or(left, |first| first.min(left))).await;
+            app(ctx).read.history_page(ticket.id, after, first, admin).await?
+        } else {
+            let loader = ctx.data_unchecked::<super::loaders::Histories>();
+            loader
+                .load_one(ticket.id)
+                .await?
+                .unwrap_or_default()
+                .iter()
+                .filter(|row| row.sequence > after && (admin || row.field.as_deref() != Some("confidentialNotes")))
+                .take(first.unwrap_or(usize::MAX))
+                .cloned()
+                .collect()
+        };
         let mut actors = std::collections::HashMap::new();
         if ctx.look_ahead().field("actor").exists() {
             let ids: std::collections::HashSet<uuid::Uuid> = rows.iter().filter_map(|row| row.actor_id).collect();
