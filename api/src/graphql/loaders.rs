@@ -101,8 +101,9 @@ pub async fn prime_ticket(
     let selection = ctx.look_ahead();
     let TicketInFull { row, history, attachments } = ticket;
     // A history too long to come with the row is read once the server's
-    // budget for long histories admits it (`graphql::admission`).
-    // Pages of one (`first`, `after`) the field reads for itself.
+    // budget for long histories admits it (`graphql::admission`), unless
+    // only pages of it (`first`, `after`) are asked for: the field reads
+    // those itself.
     let history = match history {
         Some(history) => Some(history),
         None if parts.history && asks_whole_history(&selection) => {
