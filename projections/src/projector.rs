@@ -479,13 +479,13 @@ async fn generic_plans(mut conn: PgConnection) -> Result<PgConnection, sqlx::Err
 }
 
 /// Up to a batch of events after `from`, in the projector's order, decoded
-/// into the writes they cause and folded. Read on PostgreSQL through the
-/// leader's connection, or a pooled one if none is given (reading needs no
-/// lock; applying does).
+/// into the writes they cause and folded. Read on PostgreSQL through `conn`
+/// (the leader's, or a rebuild's reader), or a pooled one if none is given
+/// (reading needs no lock; applying does).
 async fn next_batch(
     db: &Db,
     keys: &KeyRing,
-    leader: Option<&mut PgConnection>,
+    conn: Option<&mut PgConnection>,
     from: Checkpoint,
 ) -> anyhow::Result<Planned> {
     macro_rules! read {
@@ -493,7 +493,7 @@ async fn next_batch(
             sqlx::query_as($sql).bind($transaction_id).bind(from.position).fetch_all($executor).await?
         };
     }
-    let rows: Vec<EventRow> = match (db, leader) {
+    let rows: Vec<EventRow> = match (db, conn) {
         (Db::Postgres(_), Some(conn)) => read!(READ_POSTGRES, from.transaction_id.to_string(), conn),
         (Db::Postgres(pool), None) => read!(READ_POSTGRES, from.transaction_id.to_string(), pool),
         (Db::Sqlite(pool), _) => read!(READ_SQLITE, from.transaction_id, pool),

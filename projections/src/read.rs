@@ -46,6 +46,11 @@ pub struct UserRow {
     pub version: i64,
 }
 
+/// The history's `field` of a change to the confidential notes: such
+/// entries are admins' business (that the notes changed, never what they
+/// say).
+pub const NOTES_FIELD: &str = "confidentialNotes";
+
 #[derive(Debug, Clone, sqlx::FromRow, serde::Deserialize)]
 pub struct HistoryRow {
     pub sequence: i64,
@@ -56,6 +61,14 @@ pub struct HistoryRow {
     pub field: Option<String>,
     pub from_value: Option<String>,
     pub to_value: Option<String>,
+}
+
+impl HistoryRow {
+    /// Whether a viewer sees this entry: changes to the confidential notes
+    /// only admins do.
+    pub fn seen_by(&self, admin: bool) -> bool {
+        admin || self.field.as_deref() != Some(NOTES_FIELD)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow, serde::Deserialize)]
@@ -398,15 +411,18 @@ impl ReadModels {
         on_db!(&self.db, pool => ticket_list_query!(query).build_query_as().fetch_all(pool).await)
     }
 
+    /// A ticket's whole history, oldest first.
+    ///
     /// # Errors
     /// When the store fails.
     pub async fn history(&self, ticket: Uuid) -> Result<Vec<HistoryRow>, sqlx::Error> {
-        Ok(self.histories(&[ticket]).await?.into_iter().map(|(_, row)| row).collect())
+        self.history_page(ticket, 0, None, true).await
     }
 
     /// Up to `limit` entries of a ticket's history after sequence `after`,
     /// oldest first, read in SQL rather than cut from the whole history;
-    /// changes to the confidential notes only `with_notes`.
+    /// changes to the confidential notes only `with_notes` (see
+    /// [`HistoryRow::seen_by`]).
     ///
     /// # Errors
     /// When the store fails.
@@ -421,7 +437,7 @@ impl ReadModels {
             let mut sql = QueryBuilder::new(HISTORY_COLUMNS);
             sql.push(" WHERE ticket_id = ").push_bind(ticket).push(" AND sequence > ").push_bind(after);
             if !with_notes {
-                sql.push(" AND (field IS NULL OR field <> 'confidentialNotes')");
+                sql.push(format_args!(" AND (field IS NULL OR field <> '{NOTES_FIELD}')"));
             }
             sql.push(" ORDER BY sequence");
             // A literal, as for the lists: a bound LIMIT is planned afresh each time.

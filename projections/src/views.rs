@@ -119,7 +119,7 @@ pub fn ticket_writes(
         // that the notes changed, never what they say.
         TicketEvent::ConfidentialNotesSet { envelope } => vec![
             update(TicketChange::Notes(envelope.ciphertext.clone())),
-            entry("ConfidentialNotesSet", Some("confidentialNotes"), None, None),
+            entry("ConfidentialNotesSet", Some(crate::read::NOTES_FIELD), None, None),
         ],
         TicketEvent::AttachmentAdded { id, filename, content_type, size, sha256 } => {
             let filename = text(SealedField::AttachmentName, filename);

@@ -83,12 +83,13 @@ fn asks_whole_history(selection: &Lookahead<'_>) -> bool {
 }
 
 /// One ticket's detail has nothing to batch with: what its fields will ask
-/// the loaders for was read with its row (`ReadModels::ticket_with`: history
-/// and attachments as `parts` says), or is read here (a long history, once
-/// the budget admits it), and is put in the loaders' caches, with every
-/// user they and the ticket mention, read at once. A loader would otherwise wait out its batching delay (a
-/// timer thread's round trip and at least 1 ms) once per level. Anything
-/// missed here is still loaded by the loaders.
+/// the loaders for was read with its row (`ReadModels::ticket_with`:
+/// history and attachments as `parts` says), or is read here (a long
+/// history, once the budget admits it), and is put in the loaders' caches,
+/// with every user they and the ticket mention, read at once. A loader
+/// would otherwise wait out its batching delay (a timer thread's round
+/// trip and at least 1 ms) once per level. Anything missed here is still
+/// loaded by the loaders.
 ///
 /// # Errors
 /// When the store fails.
@@ -107,8 +108,7 @@ pub async fn prime_ticket(
     let history = match history {
         Some(history) => Some(history),
         None if parts.history && asks_whole_history(&selection) => {
-            let entries = usize::try_from(row.version).unwrap_or(usize::MAX);
-            crate::graphql::app(ctx).budget.admit(&crate::graphql::info(ctx).held, entries).await;
+            crate::graphql::admit_history(ctx, usize::try_from(row.version).unwrap_or(usize::MAX)).await;
             Some(read.history(row.id).await?)
         }
         None => None,

@@ -50,6 +50,12 @@ pub(crate) fn info<'a>(ctx: &Context<'a>) -> &'a RequestInfo {
     ctx.data_unchecked::<RequestInfo>()
 }
 
+/// Waits until the server's budget for long histories admits `entries`
+/// more for this request (`admission`).
+pub(crate) async fn admit_history(ctx: &Context<'_>, entries: usize) {
+    app(ctx).budget.admit(&info(ctx).held, entries).await;
+}
+
 pub(crate) fn caller<'a>(ctx: &Context<'a>) -> &'a Caller {
     &info(ctx).caller
 }

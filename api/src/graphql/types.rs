@@ -328,7 +328,7 @@ impl TicketFields {
             // A page of a long history is read by itself, in SQL, once the
             // budget for long histories admits what it can hold.
             let left = usize::try_from(ticket.version - after.min(ticket.version)).unwrap_or(usize::MAX);
-            app(ctx).budget.admit(&super::info(ctx).held, first.map_or(left, |first| first.min(left))).await;
+            super::admit_history(ctx, first.map_or(left, |first| first.min(left))).await;
             app(ctx).read.history_page(ticket.id, after, first, admin).await?
         } else {
             let loader = ctx.data_unchecked::<super::loaders::Histories>();
@@ -337,7 +337,7 @@ impl TicketFields {
                 .await?
                 .unwrap_or_default()
                 .iter()
-                .filter(|row| row.sequence > after && (admin || row.field.as_deref() != Some("confidentialNotes")))
+                .filter(|row| row.sequence > after && row.seen_by(admin))
                 .take(first.unwrap_or(usize::MAX))
                 .cloned()
                 .collect()

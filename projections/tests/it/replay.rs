@@ -6,7 +6,7 @@ use commands::db::Db;
 use domain::account::AccountCommand;
 use domain::ticket::{AssigneeChange, TicketCommand, TicketUpdate};
 use domain::values::{Priority, Role, Status};
-use projections::read::{TicketParts, TicketQuery, HISTORY_WITH_ROW};
+use projections::read::{HistoryRow, TicketParts, TicketQuery, HISTORY_WITH_ROW};
 
 use crate::fixture::{self, admin, App};
 
@@ -127,7 +127,8 @@ test_support::store_test!(rebuild_over_several_batches);
 // A detail reads a ticket's row and parts together (on PostgreSQL in one
 // statement, the parts as JSON): the same rows as read one by one, for
 // every kind of event; a history of over 64 events is left to the caller;
-// nothing for a ticket that does not exist.
+// nothing for a ticket that does not exist. A page of a history read in SQL
+// is the page cut from the whole, with or without the notes' changes.
 async fn a_ticket_in_full_matches_its_parts_read_apart(db: Db) {
     let app = App::new(db);
     write_every_kind_of_event(&app).await;
@@ -142,12 +143,25 @@ async fn a_ticket_in_full_matches_its_parts_read_apart(db: Db) {
     let tickets = app.read.tickets(&query).await.unwrap();
     assert_eq!(tickets.len(), 3);
     assert!(tickets.iter().any(|t| t.version > 64) && tickets.iter().any(|t| t.version <= 64));
+    let mut notes_changed = false;
     for ticket in tickets {
         let both = TicketParts { history: true, attachments: true };
         let full = app.read.ticket_with(ticket.id, both).await.unwrap().expect("ticket found");
         assert_eq!(full.row, ticket);
         let history = app.read.history(ticket.id).await.unwrap();
         assert!(!history.is_empty());
+        notes_changed |= history.iter().any(|row| !row.seen_by(false));
+        let debug = |rows: &[HistoryRow]| format!("{rows:?}");
+        for (after, limit, admin) in [(0, None, true), (0, None, false), (2, Some(3), true), (5, Some(100), false)] {
+            let page = app.read.history_page(ticket.id, after, limit, admin).await.unwrap();
+            let cut: Vec<HistoryRow> = history
+                .iter()
+                .filter(|row| row.sequence > after && row.seen_by(admin))
+                .take(limit.unwrap_or(usize::MAX))
+                .cloned()
+                .collect();
+            assert_eq!(debug(&page), debug(&cut), "after {after}, limit {limit:?}, admin {admin}");
+        }
         if ticket.version <= HISTORY_WITH_ROW {
             assert_eq!(format!("{:?}", full.history), format!("{:?}", Some(history)));
         } else {
@@ -159,6 +173,7 @@ async fn a_ticket_in_full_matches_its_parts_read_apart(db: Db) {
         assert!(bare.history.is_none() && bare.attachments.is_empty());
         assert_eq!(bare.row, ticket);
     }
+    assert!(notes_changed, "some history holds a change of the notes, which only admins see");
     let missing = uuid::Uuid::new_v4();
     assert!(app.read.ticket_with(missing, TicketParts { history: true, attachments: true }).await.unwrap().is_none());
 }
