@@ -43,10 +43,10 @@ where
 }
 
 /// How many connections a pool opens at most; measured best at 4–16 here.
-const MAX_CONNECTIONS: u32 = 16;
+pub const MAX_CONNECTIONS: u32 = 16;
 
 /// A connection idle for longer than this is pinged before use.
-const PING_AFTER_IDLE: Duration = Duration::from_secs(2);
+pub const PING_AFTER_IDLE: Duration = Duration::from_secs(2);
 
 /// sqlx by default pings every connection it hands out of the pool: one
 /// more round trip per query (on this machine it doubled the messages a

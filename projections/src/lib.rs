@@ -5,5 +5,6 @@
 mod batch;
 pub mod projector;
 pub mod read;
+pub mod reads;
 pub mod views;
 mod writes;

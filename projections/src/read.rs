@@ -7,7 +7,6 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use commands::db::push_id_list;
 use commands::db::Db;
-use commands::on_db;
 use domain::values::{Priority, Status};
 use sqlx::QueryBuilder;
 use tokio::sync::watch;
@@ -15,7 +14,9 @@ use uuid::Uuid;
 
 use std::sync::Arc;
 
+use crate::on_reads;
 use crate::projector::{Checkpoint, Projected};
+use crate::reads::Reads;
 
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct TicketRow {
@@ -322,6 +323,7 @@ async fn ticket_with_one_by_one(
 #[derive(Clone)]
 pub struct ReadModels {
     db: Db,
+    reads: Reads,
     progress: watch::Receiver<Checkpoint>,
     projected: Option<Arc<Projected>>,
     users: Arc<std::sync::Mutex<HashMap<Uuid, CachedUser>>>,
@@ -356,7 +358,7 @@ const ACCESS_CAPACITY: usize = 10_000;
 impl ReadModels {
     /// `progress` comes from the projector and wakes read-your-writes waits.
     pub fn new(db: Db, progress: watch::Receiver<Checkpoint>) -> Self {
-        Self { db, progress, projected: None, users: Arc::default() }
+        Self { reads: Reads::on(&db), db, progress, projected: None, users: Arc::default() }
     }
 
     /// Lets waits consult the in-process projector before the database.
@@ -368,6 +370,12 @@ impl ReadModels {
 
     pub fn db(&self) -> &Db {
         &self.db
+    }
+
+    /// Closes the read models' connections, then the store's.
+    pub async fn close(&self) {
+        self.reads.close().await;
+        self.db.close().await;
     }
 
     /// # Errors
@@ -389,18 +397,17 @@ impl ReadModels {
     /// # Errors
     /// When the store fails.
     pub async fn ticket_with(&self, id: Uuid, parts: TicketParts) -> Result<Option<TicketInFull>, sqlx::Error> {
-        let pool = match &self.db {
-            Db::Postgres(pool) => pool,
-            Db::Sqlite(pool) => return ticket_with_one_by_one(pool, id, parts).await,
-        };
+        if let Reads::Sqlite(pool) = &self.reads {
+            return ticket_with_one_by_one(pool, id, parts).await;
+        }
         let sql = format!(
             concat!(ticket_columns!(), ", {}, {} FROM tickets WHERE id = $1"),
             if parts.history { HISTORY_AS_JSON.as_str() } else { "NULL::text AS history" },
             if parts.attachments { ATTACHMENTS_AS_JSON } else { "NULL::text AS attachments" },
         );
-        let Some(joined): Option<TicketJoined> = sqlx::query_as(&sql).bind(id).fetch_optional(pool).await? else {
-            return Ok(None);
-        };
+        let joined: Option<TicketJoined> =
+            on_reads!(&self.reads, conn => sqlx::query_as(&sql).bind(id).fetch_optional(conn).await)?;
+        let Some(joined) = joined else { return Ok(None) };
         let (history, attachments) = (json_rows(joined.history)?, json_rows(joined.attachments)?);
         Ok(Some(TicketInFull { row: joined.row, history, attachments: attachments.unwrap_or_default() }))
     }
@@ -408,7 +415,7 @@ impl ReadModels {
     /// # Errors
     /// When the store fails.
     pub async fn tickets(&self, query: &TicketQuery) -> Result<Vec<TicketRow>, sqlx::Error> {
-        on_db!(&self.db, pool => ticket_list_query!(query).build_query_as().fetch_all(pool).await)
+        on_reads!(&self.reads, conn => ticket_list_query!(query).build_query_as().fetch_all(conn).await)
     }
 
     /// A ticket's whole history, oldest first.
@@ -433,7 +440,7 @@ impl ReadModels {
         limit: Option<usize>,
         with_notes: bool,
     ) -> Result<Vec<HistoryRow>, sqlx::Error> {
-        let rows: Vec<TicketHistoryRow> = on_db!(&self.db, pool => {
+        let rows: Vec<TicketHistoryRow> = on_reads!(&self.reads, conn => {
             let mut sql = QueryBuilder::new(HISTORY_COLUMNS);
             sql.push(" WHERE ticket_id = ").push_bind(ticket).push(" AND sequence > ").push_bind(after);
             if !with_notes {
@@ -444,7 +451,7 @@ impl ReadModels {
             if let Some(limit) = limit {
                 sql.push(format_args!(" LIMIT {limit}"));
             }
-            sql.build_query_as().fetch_all(pool).await
+            sql.build_query_as().fetch_all(conn).await
         })?;
         Ok(rows.into_iter().map(|row| row.entry).collect())
     }
@@ -457,7 +464,7 @@ impl ReadModels {
         if tickets.is_empty() {
             return Ok(Vec::new());
         }
-        on_db!(&self.db, pool => by_tickets(ATTACHMENT_COLUMNS, tickets).build_query_as().fetch_all(pool).await)
+        on_reads!(&self.reads, conn => by_tickets(ATTACHMENT_COLUMNS, tickets).build_query_as().fetch_all(conn).await)
     }
 
     /// The history of many tickets in one query, oldest first.
@@ -468,8 +475,7 @@ impl ReadModels {
         if tickets.is_empty() {
             return Ok(Vec::new());
         }
-        let rows: Vec<TicketHistoryRow> =
-            on_db!(&self.db, pool => by_tickets(HISTORY_COLUMNS, tickets).build_query_as().fetch_all(pool).await)?;
+        let rows: Vec<TicketHistoryRow> = on_reads!(&self.reads, conn => by_tickets(HISTORY_COLUMNS, tickets).build_query_as().fetch_all(conn).await)?;
         Ok(rows.into_iter().map(|row| (row.ticket_id, row.entry)).collect())
     }
 
@@ -485,7 +491,7 @@ impl ReadModels {
     /// When the store fails.
     pub async fn attachment(&self, id: Uuid) -> Result<Option<AttachmentRow>, sqlx::Error> {
         let sql = format!("{ATTACHMENT_COLUMNS} WHERE id = $1");
-        on_db!(&self.db, pool => sqlx::query_as(&sql).bind(id).fetch_optional(pool).await)
+        on_reads!(&self.reads, conn => sqlx::query_as(&sql).bind(id).fetch_optional(conn).await)
     }
 
     /// Whether any attachment still points at this blob.
@@ -494,7 +500,7 @@ impl ReadModels {
     /// When the store fails.
     pub async fn blob_referenced(&self, sha256: &str) -> Result<bool, sqlx::Error> {
         const SQL: &str = "SELECT COUNT(*) FROM attachments WHERE sha256 = $1";
-        let count: i64 = on_db!(&self.db, pool => sqlx::query_scalar(SQL).bind(sha256).fetch_one(pool).await)?;
+        let count: i64 = on_reads!(&self.reads, conn => sqlx::query_scalar(SQL).bind(sha256).fetch_one(conn).await)?;
         Ok(count > 0)
     }
 
@@ -502,7 +508,7 @@ impl ReadModels {
     /// When the store fails.
     pub async fn user(&self, id: Uuid) -> Result<Option<UserRow>, sqlx::Error> {
         let sql = format!("{USER_COLUMNS} WHERE id = $1");
-        on_db!(&self.db, pool => sqlx::query_as(&sql).bind(id).fetch_optional(pool).await)
+        on_reads!(&self.reads, conn => sqlx::query_as(&sql).bind(id).fetch_optional(conn).await)
     }
 
     /// A user's role and disabled flag for the caller check of every
@@ -558,11 +564,11 @@ impl ReadModels {
             return Ok(found);
         }
         let fetched = std::time::Instant::now();
-        let rows: Vec<UserRow> = on_db!(&self.db, pool => {
+        let rows: Vec<UserRow> = on_reads!(&self.reads, conn => {
             let mut sql = QueryBuilder::new(USER_COLUMNS);
             sql.push(" WHERE id IN ");
             push_id_list(&mut sql, &missing);
-            sql.build_query_as().fetch_all(pool).await
+            sql.build_query_as().fetch_all(conn).await
         })?;
         let rows: Vec<Arc<UserRow>> = rows.into_iter().map(Arc::new).collect();
         if let Ok(mut cache) = self.users.lock() {
@@ -586,7 +592,7 @@ impl ReadModels {
     /// When the store fails.
     pub async fn user_by_email(&self, email: &str) -> Result<Option<UserRow>, sqlx::Error> {
         let sql = format!("{USER_COLUMNS} WHERE email = $1");
-        on_db!(&self.db, pool => sqlx::query_as(&sql).bind(email).fetch_optional(pool).await)
+        on_reads!(&self.reads, conn => sqlx::query_as(&sql).bind(email).fetch_optional(conn).await)
     }
 
     /// Users in creation order after `(created_at, id)`.
@@ -597,10 +603,10 @@ impl ReadModels {
         // No sentinel for the first page: PostgreSQL refuses `MIN_UTC` as a timestamptz.
         let Some((at, id)) = after else {
             let sql = format!("{USER_COLUMNS} ORDER BY created_at, id LIMIT {limit}");
-            return on_db!(&self.db, pool => sqlx::query_as(&sql).fetch_all(pool).await);
+            return on_reads!(&self.reads, conn => sqlx::query_as(&sql).fetch_all(conn).await);
         };
         let sql = format!("{USER_COLUMNS} WHERE (created_at, id) > ($1, $2) ORDER BY created_at, id LIMIT {limit}");
-        on_db!(&self.db, pool => sqlx::query_as(&sql).bind(at).bind(id).fetch_all(pool).await)
+        on_reads!(&self.reads, conn => sqlx::query_as(&sql).bind(at).bind(id).fetch_all(conn).await)
     }
 
     /// Admins who can still sign in.
@@ -609,7 +615,7 @@ impl ReadModels {
     /// When the store fails.
     pub async fn active_admins(&self) -> Result<i64, sqlx::Error> {
         const SQL: &str = "SELECT COUNT(*) FROM users WHERE role = 'ADMIN' AND NOT disabled";
-        on_db!(&self.db, pool => sqlx::query_scalar(SQL).fetch_one(pool).await)
+        on_reads!(&self.reads, conn => sqlx::query_scalar(SQL).fetch_one(conn).await)
     }
 
     /// Waits until `table`'s row `id` has reached `version`, so a mutation can
@@ -648,7 +654,7 @@ impl ReadModels {
             }
             if ask_database {
                 let seen: Option<i64> =
-                    on_db!(&self.db, pool => sqlx::query_scalar(sql).bind(id).fetch_optional(pool).await)?;
+                    on_reads!(&self.reads, conn => sqlx::query_scalar(sql).bind(id).fetch_optional(conn).await)?;
                 if seen.is_some_and(|seen| seen >= wanted) {
                     return Ok(true);
                 }

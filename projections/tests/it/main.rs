@@ -3,6 +3,7 @@
 
 mod access;
 mod concurrency;
+mod connections;
 mod fixture;
 mod ordering;
 mod replay;

@@ -1,0 +1,160 @@
+//! Where the read models' queries run.
+//!
+//! sqlx's pool sends every connection it takes back a `Sync` and waits for
+//! the answer (sqlx-core 0.8, `return_to_pool`): one more round trip per
+//! read, on both sides of the socket. The SQL reference of the benchmark
+//! read 8,400–9,300 pages a second through sqlx's pool and 11,000 on
+//! connections it kept. A read is one statement, and sqlx reads whatever a
+//! dropped statement left unread before it sends the connection's next one,
+//! so a read's connection can go back as it is: on PostgreSQL the read
+//! models keep theirs in a deadpool pool. SQLite runs in process, where that
+//! round trip costs little; it keeps sqlx's pool.
+
+use std::time::Duration;
+
+use commands::db::{Db, MAX_CONNECTIONS, PING_AFTER_IDLE};
+use deadpool::managed::{Manager, Metrics, Object, Pool, PoolError, RecycleError, RecycleResult, Timeouts};
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::{Connection, SqlitePool};
+
+/// A connection is replaced after this long, as sqlx's pool does, so that
+/// PostgreSQL's per-connection plans and caches are made afresh now and then.
+const MAX_LIFETIME: Duration = Duration::from_secs(30 * 60);
+/// Waiting for a connection, or for a new one to open, fails after this.
+const WAIT: Duration = Duration::from_secs(10);
+
+/// Opens and vets the read models' PostgreSQL connections.
+pub struct PgReads {
+    options: PgConnectOptions,
+}
+
+impl Manager for PgReads {
+    type Type = PgConnection;
+    type Error = sqlx::Error;
+
+    async fn create(&self) -> Result<PgConnection, sqlx::Error> {
+        PgConnection::connect_with(&self.options).await
+    }
+
+    /// A connection in steady use is known to be alive; one idle long
+    /// enough for the server to have gone away since is pinged first.
+    async fn recycle(&self, conn: &mut PgConnection, metrics: &Metrics) -> RecycleResult<sqlx::Error> {
+        if metrics.age() > MAX_LIFETIME {
+            return Err(RecycleError::message("past its lifetime"));
+        }
+        if metrics.last_used() > PING_AFTER_IDLE {
+            conn.ping().await?;
+        }
+        Ok(())
+    }
+}
+
+/// The connections the read models query on.
+#[derive(Clone)]
+pub enum Reads {
+    Postgres(Pool<PgReads>),
+    Sqlite(SqlitePool),
+}
+
+impl Reads {
+    /// Reads on `db`: on PostgreSQL, connections opened as `db`'s are, up to
+    /// as many; opened when first needed.
+    ///
+    /// # Panics
+    /// Never: the pool is built with a runtime and a size.
+    pub fn on(db: &Db) -> Self {
+        match db {
+            Db::Postgres(pool) => {
+                let manager = PgReads { options: (*pool.connect_options()).clone() };
+                let timeouts = Timeouts { wait: Some(WAIT), create: Some(WAIT), recycle: Some(WAIT) };
+                let pool = Pool::builder(manager)
+                    .max_size(MAX_CONNECTIONS as usize)
+                    .timeouts(timeouts)
+                    .runtime(deadpool::Runtime::Tokio1)
+                    .build()
+                    .expect("a pool with a runtime builds");
+                Reads::Postgres(pool)
+            }
+            Db::Sqlite(pool) => Reads::Sqlite(pool.clone()),
+        }
+    }
+
+    /// Closes the idle connections politely and refuses further reads.
+    pub async fn close(&self) {
+        if let Reads::Postgres(pool) = self {
+            let idle = pool.retain(|_, _| false).removed;
+            pool.close();
+            for conn in idle {
+                let _ = conn.close().await;
+            }
+        }
+    }
+}
+
+/// A connection for one read.
+///
+/// # Errors
+/// When none frees up or opens in time, or the pool is closed.
+pub async fn connection(pool: &Pool<PgReads>) -> Result<Object<PgReads>, sqlx::Error> {
+    pool.get().await.map_err(|error| match error {
+        PoolError::Backend(error) => error,
+        PoolError::Timeout(_) => sqlx::Error::PoolTimedOut,
+        PoolError::Closed => sqlx::Error::PoolClosed,
+        PoolError::NoRuntimeSpecified | PoolError::PostCreateHook(_) => {
+            sqlx::Error::Configuration("the read pool is misconfigured".into())
+        }
+    })
+}
+
+/// Whether a read failed because its connection did (cut, or the server
+/// went away) rather than because of what it asked.
+pub fn broken<T>(result: &Result<T, sqlx::Error>) -> bool {
+    match result {
+        Err(sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_)) => true,
+        // A server that ends the session says why first: connection
+        // exceptions (class 08) and shutdowns (57P01–57P03).
+        Err(sqlx::Error::Database(error)) => {
+            error.code().is_some_and(|code| code.starts_with("08") || code.starts_with("57P"))
+        }
+        _ => false,
+    }
+}
+
+/// Closes a connection that broke instead of handing it out again, and the
+/// idle ones with it: they likely share its fate (a restarted server).
+pub fn discard(pool: &Pool<PgReads>, conn: Object<PgReads>) {
+    drop(Object::take(conn));
+    pool.retain(|_, _| false);
+}
+
+/// Runs `$body` with `$conn` bound to an executor of the read models: a
+/// connection of their own on PostgreSQL, the pool on SQLite. A read whose
+/// connection broke is run once more on a new one: reads change nothing, and
+/// after the server restarts the first read on each old connection would
+/// fail otherwise.
+#[macro_export]
+macro_rules! on_reads {
+    ($reads:expr, $conn:ident => $body:expr) => {
+        match $reads {
+            $crate::reads::Reads::Postgres(pool) => {
+                let mut retried = false;
+                loop {
+                    let mut held = $crate::reads::connection(pool).await?;
+                    let result = {
+                        let $conn = &mut *held;
+                        $body
+                    };
+                    if !$crate::reads::broken(&result) {
+                        break result;
+                    }
+                    $crate::reads::discard(pool, held);
+                    if retried {
+                        break result;
+                    }
+                    retried = true;
+                }
+            }
+            $crate::reads::Reads::Sqlite($conn) => $body,
+        }
+    };
+}
