@@ -104,6 +104,8 @@ impl Query {
         let limit = page_size(first.unwrap_or(20))?;
         let filter = filter.unwrap_or_default();
         let order = order_by.into();
+        // Columns no node asks for are not read (fragments count).
+        let node = ctx.look_ahead().field("edges").field("node");
         let query = TicketQuery {
             visible_to_reporter: None,
             include_deleted: filter.include_deleted.unwrap_or(false),
@@ -120,6 +122,8 @@ impl Query {
                 .map(|key| plausible(key.at).map(|_| key))
                 .transpose()?,
             limit: limit + 1,
+            omit_description: !node.field("description").exists(),
+            omit_notes: !node.field("confidentialNotes").exists(),
         };
         let has_previous = query.after.is_some();
         let mut rows = app(ctx).list_tickets(viewer, query).await?;

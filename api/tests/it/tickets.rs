@@ -621,6 +621,45 @@ async fn plain_selections_answer_as_the_resolvers_do(store: Store) {
     app.shutdown().await;
 }
 
+/// A page reads a ticket's description and sealed notes only when a node
+/// asks for them, however it asks: by name, alias, or in a fragment.
+async fn pages_read_descriptions_and_notes_when_asked(store: Store) {
+    let app = TestApp::spawn(store).await;
+    let admin = app.admin().await;
+    let reporter = app.register("reporter@example.com").await;
+    let id = app.create_ticket_with(&reporter.token, "Dock has no video", "Only on the left port").await;
+    app.update(&admin.token, &id, json!({ "confidentialNotes": "Replace dock #42" })).await;
+    let page = |selection: &str| {
+        let fragment = if selection.contains("...D") { "fragment D on Ticket { description }" } else { "" };
+        format!("{{ tickets(first: 5) {{ edges {{ node {{ {selection} }} }} }} }} {fragment}")
+    };
+    // The node's values, whatever their keys.
+    let values = |data: &Value| {
+        let mut values: Vec<String> =
+            data["tickets"]["edges"][0]["node"].as_object().unwrap().values().map(Value::to_string).collect();
+        values.sort();
+        values
+    };
+    for selection in [
+        "description confidentialNotes",
+        "d: description n: confidentialNotes",
+        "... on Ticket { description confidentialNotes }",
+        "...D confidentialNotes",
+    ] {
+        let seen = values(&app.gql_ok(Some(&admin.token), &page(selection), json!({})).await);
+        assert_eq!(seen, ["\"Only on the left port\"", "\"Replace dock #42\""], "{selection}");
+        let seen = values(&app.gql_ok(Some(&reporter.token), &page(selection), json!({})).await);
+        assert_eq!(seen, ["\"Only on the left port\"", "null"], "{selection}");
+    }
+    let node = |data: &Value| data["tickets"]["edges"][0]["node"].clone();
+    // Without them, the page still answers the rest.
+    let seen = node(&app.gql_ok(Some(&admin.token), &page("id title ...D"), json!({})).await);
+    assert_eq!(seen, json!({ "id": id, "title": "Dock has no video", "description": "Only on the left port" }));
+    let seen = node(&app.gql_ok(Some(&admin.token), &page("id title"), json!({})).await);
+    assert_eq!(seen, json!({ "id": id, "title": "Dock has no video" }));
+    app.shutdown().await;
+}
+
 /// A ticket of 71 events, over the 64 read with a ticket's row: opened by
 /// `reporter`, then 70 changes by `admin`, each flipping the priority, or,
 /// with `notes`, setting the confidential notes every tenth (7 in all).
@@ -703,6 +742,7 @@ both_stores!(
     pages_of_a_long_history_are_read_in_sql_alike,
     a_long_history_is_read_apart_and_the_budget_given_back,
     plain_selections_answer_as_the_resolvers_do,
+    pages_read_descriptions_and_notes_when_asked,
     create_and_update_read_their_own_writes,
     concurrent_updates_all_land,
     deleted_tickets_vanish_for_employees,
