@@ -248,6 +248,7 @@ impl Application {
         };
         let _ = self.stop.send(true);
         let _ = self.projector.await;
+        self.state.app.write.close().await;
         self.state.app.read.close().await;
         served
     }

@@ -5,23 +5,26 @@
 //! takes two, the second formatted with the sequence inlined, so PostgreSQL
 //! parses and plans it afresh every time), and appending writes the events
 //! and the snapshot in one statement on PostgreSQL (postgres-es: BEGIN, one
-//! INSERT per event, the snapshot, COMMIT). The tables are postgres-es's
-//! and sqlite-es's, and so is every other read.
+//! INSERT per event, the snapshot, COMMIT), both on connections of
+//! [`Statements`]. The tables are postgres-es's and sqlite-es's, and so is
+//! every other read.
 
 use std::sync::Arc;
 
 use cqrs_es::persist::{PersistedEventRepository, PersistenceError, ReplayStream, SerializedEvent, SerializedSnapshot};
 use cqrs_es::Aggregate;
+use deadpool::managed::Pool;
 use postgres_es::PostgresEventRepository;
 use serde_json::Value;
 use sqlite_es::SqliteEventRepository;
-use sqlx::{PgPool, QueryBuilder, SqlitePool};
+use sqlx::{Postgres, QueryBuilder, SqlitePool};
 
 use crate::db::Db;
 use crate::keys::NewKeys;
+use crate::statements::{self, PgStatements, Statements};
 
 pub enum EventRepo {
-    Postgres(PostgresEventRepository, PgPool, Arc<NewKeys>),
+    Postgres(PostgresEventRepository, Pool<PgStatements>, Arc<NewKeys>),
     Sqlite(SqliteEventRepository, SqlitePool, Arc<NewKeys>),
 }
 
@@ -97,6 +100,16 @@ impl StoredStream {
     }
 }
 
+/// Runs one appending statement, its own transaction, on a connection of
+/// `pool`. Never run twice: whether a statement cut short committed is not
+/// known.
+async fn alone(pool: &Pool<PgStatements>, mut sql: QueryBuilder<'_, Postgres>) -> Result<(), PersistenceError> {
+    let mut conn = statements::connection(pool).await.map_err(unknown)?;
+    let result = sql.build().execute(&mut *conn).await;
+    statements::give_back(pool, conn, &result);
+    result.map(|_| ()).map_err(unknown)
+}
+
 fn unknown(error: sqlx::Error) -> PersistenceError {
     let conflict = error.as_database_error().is_some_and(|e| e.is_unique_violation());
     if conflict {
@@ -109,12 +122,16 @@ fn unknown(error: sqlx::Error) -> PersistenceError {
 impl EventRepo {
     /// `new_keys` are the data keys to store with the first events of their
     /// streams.
-    pub fn new(db: &Db, new_keys: Arc<NewKeys>) -> Self {
-        match db {
-            Db::Postgres(pool) => {
-                EventRepo::Postgres(PostgresEventRepository::new(pool.clone()), pool.clone(), new_keys)
+    /// Loads and appends run on `statements`, which were opened on `db`.
+    pub fn new(db: &Db, statements: &Statements, new_keys: Arc<NewKeys>) -> Self {
+        match (db, statements) {
+            (Db::Postgres(pool), Statements::Postgres(alone)) => {
+                EventRepo::Postgres(PostgresEventRepository::new(pool.clone()), alone.clone(), new_keys)
             }
-            Db::Sqlite(pool) => EventRepo::Sqlite(SqliteEventRepository::new(pool.clone()), pool.clone(), new_keys),
+            (Db::Postgres(_), Statements::Sqlite(_)) => Self::new(db, &Statements::on(db), new_keys),
+            (Db::Sqlite(pool), _) => {
+                EventRepo::Sqlite(SqliteEventRepository::new(pool.clone()), pool.clone(), new_keys)
+            }
         }
     }
 
@@ -125,7 +142,10 @@ impl EventRepo {
     pub async fn load_stream<A: Aggregate>(&self, aggregate_id: &str) -> Result<StoredStream, PersistenceError> {
         let rows: Vec<StreamRow> = match self {
             EventRepo::Postgres(_, pool, _) => {
-                sqlx::query_as(LOAD_POSTGRES).bind(A::TYPE).bind(aggregate_id).fetch_all(pool).await
+                let mut conn = statements::connection(pool).await.map_err(unknown)?;
+                let rows = sqlx::query_as(LOAD_POSTGRES).bind(A::TYPE).bind(aggregate_id).fetch_all(&mut *conn).await;
+                statements::give_back(pool, conn, &rows);
+                rows
             }
             EventRepo::Sqlite(_, pool, _) => {
                 sqlx::query_as(LOAD_SQLITE).bind(A::TYPE).bind(aggregate_id).fetch_all(pool).await
@@ -205,14 +225,14 @@ impl EventRepo {
                     sql.push(") ");
                 }
                 events!(sql);
-                sql.build().execute(pool).await.map(|_| ()).map_err(unknown)
+                alone(pool, sql).await
             }
             (EventRepo::Postgres(_, pool, _), Some((id, payload, current))) => {
                 let mut sql = QueryBuilder::new("WITH appended AS (");
                 events!(sql);
                 sql.push(") ");
                 snapshot!(sql, id.as_str(), payload, *current);
-                sql.build().execute(pool).await.map(|_| ()).map_err(unknown)
+                alone(pool, sql).await
             }
             (EventRepo::Sqlite(_, pool, _), snapshot) => {
                 let mut tx = pool.begin().await.map_err(unknown)?;

@@ -7,4 +7,5 @@ pub mod db;
 pub mod event_repo;
 pub mod keys;
 pub mod lease;
+pub mod statements;
 pub mod write;

@@ -25,6 +25,7 @@ use crate::cipher::WrappedKey;
 use crate::db::Db;
 use crate::event_repo::EventRepo;
 use crate::keys::NewKeys;
+use crate::statements::Statements;
 
 /// Aggregates are snapshotted with every command but the one that opens
 /// the stream, in the statement that appends its events: loading one is
@@ -108,8 +109,12 @@ pub enum WriteError<E: std::error::Error> {
     Store(String),
 }
 
-fn snapshot_store<A: Aggregate>(db: &Db, new_keys: &Arc<NewKeys>) -> PersistedEventStore<EventRepo, A> {
-    PersistedEventStore::new_snapshot_store(EventRepo::new(db, new_keys.clone()), SNAPSHOT_EVERY)
+fn snapshot_store<A: Aggregate>(
+    db: &Db,
+    statements: &Statements,
+    new_keys: &Arc<NewKeys>,
+) -> PersistedEventStore<EventRepo, A> {
+    PersistedEventStore::new_snapshot_store(EventRepo::new(db, statements, new_keys.clone()), SNAPSHOT_EVERY)
 }
 
 /// A stream with nothing in it yet.
@@ -181,6 +186,7 @@ pub struct WriteSide {
     accounts: Store<Account>,
     recent_tickets: Recent<Ticket>,
     recent_accounts: Recent<Account>,
+    statements: Statements,
     appended: Arc<Notify>,
     new_keys: Arc<NewKeys>,
 }
@@ -197,16 +203,23 @@ impl Drop for Forget<'_> {
 impl WriteSide {
     pub fn new(db: Db) -> Self {
         let new_keys = Arc::new(NewKeys::default());
+        let statements = Statements::on(&db);
         Self {
-            tickets: snapshot_store(&db, &new_keys),
-            accounts: snapshot_store(&db, &new_keys),
-            repo: EventRepo::new(&db, new_keys.clone()),
+            tickets: snapshot_store(&db, &statements, &new_keys),
+            accounts: snapshot_store(&db, &statements, &new_keys),
+            repo: EventRepo::new(&db, &statements, new_keys.clone()),
             recent_tickets: Recent::new(),
             recent_accounts: Recent::new(),
             db,
+            statements,
             appended: Arc::new(Notify::new()),
             new_keys,
         }
+    }
+
+    /// Closes the connections loads and appends run on.
+    pub async fn close(&self) {
+        self.statements.close().await;
     }
 
     pub fn db(&self) -> &Db {

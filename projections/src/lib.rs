@@ -5,6 +5,5 @@
 mod batch;
 pub mod projector;
 pub mod read;
-pub mod reads;
 pub mod views;
 mod writes;

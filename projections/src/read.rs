@@ -7,6 +7,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use commands::db::push_id_list;
 use commands::db::Db;
+use commands::on_reads;
+use commands::statements::Statements;
 use domain::values::{Priority, Status};
 use sqlx::QueryBuilder;
 use tokio::sync::watch;
@@ -14,9 +16,7 @@ use uuid::Uuid;
 
 use std::sync::Arc;
 
-use crate::on_reads;
 use crate::projector::{Checkpoint, Projected};
-use crate::reads::Reads;
 
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct TicketRow {
@@ -332,7 +332,7 @@ async fn ticket_with_one_by_one(
 #[derive(Clone)]
 pub struct ReadModels {
     db: Db,
-    reads: Reads,
+    reads: Statements,
     progress: watch::Receiver<Checkpoint>,
     projected: Option<Arc<Projected>>,
     users: Arc<std::sync::Mutex<HashMap<Uuid, CachedUser>>>,
@@ -367,7 +367,7 @@ const ACCESS_CAPACITY: usize = 10_000;
 impl ReadModels {
     /// `progress` comes from the projector and wakes read-your-writes waits.
     pub fn new(db: Db, progress: watch::Receiver<Checkpoint>) -> Self {
-        Self { reads: Reads::on(&db), db, progress, projected: None, users: Arc::default() }
+        Self { reads: Statements::on(&db), db, progress, projected: None, users: Arc::default() }
     }
 
     /// Lets waits consult the in-process projector before the database.
@@ -406,7 +406,7 @@ impl ReadModels {
     /// # Errors
     /// When the store fails.
     pub async fn ticket_with(&self, id: Uuid, parts: TicketParts) -> Result<Option<TicketInFull>, sqlx::Error> {
-        if let Reads::Sqlite(pool) = &self.reads {
+        if let Statements::Sqlite(pool) = &self.reads {
             return ticket_with_one_by_one(pool, id, parts).await;
         }
         let sql = format!(

@@ -1,18 +1,21 @@
-//! Where the read models' queries run.
+//! Connections for statements that run alone: the read models' queries,
+//! and the write side's stream loads and appends.
 //!
 //! sqlx's pool sends every connection it takes back a `Sync` and waits for
 //! the answer (sqlx-core 0.8, `return_to_pool`): one more round trip per
-//! read, on both sides of the socket. The SQL reference of the benchmark
-//! read 8,400–9,300 pages a second through sqlx's pool and 11,000 on
-//! connections it kept. A read is one statement, and sqlx reads whatever a
-//! dropped statement left unread before it sends the connection's next one,
-//! so a read's connection can go back as it is: on PostgreSQL the read
-//! models keep theirs in a deadpool pool. SQLite runs in process, where that
-//! round trip costs little; it keeps sqlx's pool.
+//! statement, on both sides of the socket. The SQL reference of the
+//! benchmark read 8,400–9,300 pages a second through sqlx's pool and 11,000
+//! on connections it kept. Such a statement is its own transaction, and sqlx
+//! reads whatever a dropped statement left unread before it sends the
+//! connection's next one, so its connection can go back as it is: on
+//! PostgreSQL these statements run on connections kept in a deadpool pool.
+//! SQLite runs in process, where that round trip costs little; it keeps
+//! sqlx's pool. Transactions stay on sqlx's pool ([`Db`]), whose ping also
+//! rolls back one left open.
 
 use std::time::Duration;
 
-use commands::db::{Db, MAX_CONNECTIONS, PING_AFTER_IDLE};
+use crate::db::{Db, MAX_CONNECTIONS, PING_AFTER_IDLE};
 use deadpool::managed::{Manager, Metrics, Object, Pool, PoolError, RecycleError, RecycleResult, Timeouts};
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{Connection, SqlitePool};
@@ -23,12 +26,12 @@ const MAX_LIFETIME: Duration = Duration::from_secs(30 * 60);
 /// Waiting for a connection, or for a new one to open, fails after this.
 const WAIT: Duration = Duration::from_secs(10);
 
-/// Opens and vets the read models' PostgreSQL connections.
-pub struct PgReads {
+/// Opens and vets the PostgreSQL connections.
+pub struct PgStatements {
     options: PgConnectOptions,
 }
 
-impl Manager for PgReads {
+impl Manager for PgStatements {
     type Type = PgConnection;
     type Error = sqlx::Error;
 
@@ -49,23 +52,23 @@ impl Manager for PgReads {
     }
 }
 
-/// The connections the read models query on.
+/// Connections for statements that run alone.
 #[derive(Clone)]
-pub enum Reads {
-    Postgres(Pool<PgReads>),
+pub enum Statements {
+    Postgres(Pool<PgStatements>),
     Sqlite(SqlitePool),
 }
 
-impl Reads {
-    /// Reads on `db`: on PostgreSQL, connections opened as `db`'s are, up to
-    /// as many; opened when first needed.
+impl Statements {
+    /// Statements on `db`: on PostgreSQL, connections opened as `db`'s are,
+    /// up to as many; opened when first needed.
     ///
     /// # Panics
     /// Never: the pool is built with a runtime and a size.
     pub fn on(db: &Db) -> Self {
         match db {
             Db::Postgres(pool) => {
-                let manager = PgReads { options: (*pool.connect_options()).clone() };
+                let manager = PgStatements { options: (*pool.connect_options()).clone() };
                 let timeouts = Timeouts { wait: Some(WAIT), create: Some(WAIT), recycle: Some(WAIT) };
                 let pool = Pool::builder(manager)
                     .max_size(MAX_CONNECTIONS as usize)
@@ -73,15 +76,15 @@ impl Reads {
                     .runtime(deadpool::Runtime::Tokio1)
                     .build()
                     .expect("a pool with a runtime builds");
-                Reads::Postgres(pool)
+                Statements::Postgres(pool)
             }
-            Db::Sqlite(pool) => Reads::Sqlite(pool.clone()),
+            Db::Sqlite(pool) => Statements::Sqlite(pool.clone()),
         }
     }
 
-    /// Closes the idle connections politely and refuses further reads.
+    /// Closes the idle connections politely and refuses further statements.
     pub async fn close(&self) {
-        if let Reads::Postgres(pool) = self {
+        if let Statements::Postgres(pool) = self {
             let idle = pool.retain(|_, _| false).removed;
             pool.close();
             for conn in idle {
@@ -91,11 +94,11 @@ impl Reads {
     }
 }
 
-/// A connection for one read.
+/// A connection for one statement.
 ///
 /// # Errors
 /// When none frees up or opens in time, or the pool is closed.
-pub async fn connection(pool: &Pool<PgReads>) -> Result<Object<PgReads>, sqlx::Error> {
+pub async fn connection(pool: &Pool<PgStatements>) -> Result<Object<PgStatements>, sqlx::Error> {
     pool.get().await.map_err(|error| match error {
         PoolError::Backend(error) => error,
         PoolError::Timeout(_) => sqlx::Error::PoolTimedOut,
@@ -106,8 +109,8 @@ pub async fn connection(pool: &Pool<PgReads>) -> Result<Object<PgReads>, sqlx::E
     })
 }
 
-/// Whether a read failed because its connection did (cut, or the server
-/// went away) rather than because of what it asked.
+/// Whether a statement failed because its connection did (cut, or the
+/// server went away) rather than because of what it asked.
 pub fn broken<T>(result: &Result<T, sqlx::Error>) -> bool {
     match result {
         Err(sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_)) => true,
@@ -122,13 +125,21 @@ pub fn broken<T>(result: &Result<T, sqlx::Error>) -> bool {
 
 /// Closes a connection that broke instead of handing it out again, and the
 /// idle ones with it: they likely share its fate (a restarted server).
-pub fn discard(pool: &Pool<PgReads>, conn: Object<PgReads>) {
+pub fn discard(pool: &Pool<PgStatements>, conn: Object<PgStatements>) {
     drop(Object::take(conn));
     pool.retain(|_, _| false);
 }
 
-/// Runs `$body` with `$conn` bound to an executor of the read models: a
-/// connection of their own on PostgreSQL, the pool on SQLite. A read whose
+/// Gives a connection back after its statement: as it is, unless the
+/// statement found it broken.
+pub fn give_back<T>(pool: &Pool<PgStatements>, conn: Object<PgStatements>, result: &Result<T, sqlx::Error>) {
+    if broken(result) {
+        discard(pool, conn);
+    }
+}
+
+/// Runs the read `$body` with `$conn` bound to an executor of
+/// [`Statements`]: a connection on PostgreSQL, the pool on SQLite. A read whose
 /// connection broke is run once more on a new one: reads change nothing, and
 /// after the server restarts the first read on each old connection would
 /// fail otherwise.
@@ -136,25 +147,25 @@ pub fn discard(pool: &Pool<PgReads>, conn: Object<PgReads>) {
 macro_rules! on_reads {
     ($reads:expr, $conn:ident => $body:expr) => {
         match $reads {
-            $crate::reads::Reads::Postgres(pool) => {
+            $crate::statements::Statements::Postgres(pool) => {
                 let mut retried = false;
                 loop {
-                    let mut held = $crate::reads::connection(pool).await?;
+                    let mut held = $crate::statements::connection(pool).await?;
                     let result = {
                         let $conn = &mut *held;
                         $body
                     };
-                    if !$crate::reads::broken(&result) {
+                    if !$crate::statements::broken(&result) {
                         break result;
                     }
-                    $crate::reads::discard(pool, held);
+                    $crate::statements::discard(pool, held);
                     if retried {
                         break result;
                     }
                     retried = true;
                 }
             }
-            $crate::reads::Reads::Sqlite($conn) => $body,
+            $crate::statements::Statements::Sqlite($conn) => $body,
         }
     };
 }
