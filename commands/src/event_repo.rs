@@ -121,8 +121,8 @@ fn unknown(error: sqlx::Error) -> PersistenceError {
 
 impl EventRepo {
     /// `new_keys` are the data keys to store with the first events of their
-    /// streams.
-    /// Loads and appends run on `statements`, which were opened on `db`.
+    /// streams. Loads and appends run on `statements`, which were opened on
+    /// `db`.
     pub fn new(db: &Db, statements: &Statements, new_keys: Arc<NewKeys>) -> Self {
         match (db, statements) {
             (Db::Postgres(pool), Statements::Postgres(alone)) => {

@@ -104,7 +104,7 @@ pub async fn connection(pool: &Pool<PgStatements>) -> Result<Object<PgStatements
         PoolError::Timeout(_) => sqlx::Error::PoolTimedOut,
         PoolError::Closed => sqlx::Error::PoolClosed,
         PoolError::NoRuntimeSpecified | PoolError::PostCreateHook(_) => {
-            sqlx::Error::Configuration("the read pool is misconfigured".into())
+            sqlx::Error::Configuration("the statements' pool is misconfigured".into())
         }
     })
 }

@@ -176,8 +176,8 @@ pub struct TicketQuery {
     pub after: Option<TicketKey>,
     pub limit: i64,
     /// Leaves each row's description empty, for a page that does not show
-    /// it: on a page of 50 the descriptions were most of what the database
-    /// sent, and of what was decoded.
+    /// it: a description can be long, and was most of what a page of the
+    /// benchmark's tickets read.
     pub omit_description: bool,
     /// Leaves each row's sealed notes out (`None`), likewise.
     pub omit_notes: bool,
