@@ -217,6 +217,12 @@ impl WriteSide {
         }
     }
 
+    /// The connections loads and appends run on, for the read models to
+    /// share.
+    pub fn statements(&self) -> &Statements {
+        &self.statements
+    }
+
     /// Closes the connections loads and appends run on.
     pub async fn close(&self) {
         self.statements.close().await;

@@ -370,6 +370,14 @@ impl ReadModels {
         Self { reads: Statements::on(&db), db, progress, projected: None, users: Arc::default() }
     }
 
+    /// Runs the queries on `statements` (the write side's, so that one pool
+    /// serves both) instead of connections of their own.
+    #[must_use]
+    pub fn with_statements(mut self, statements: Statements) -> Self {
+        self.reads = statements;
+        self
+    }
+
     /// Lets waits consult the in-process projector before the database.
     #[must_use]
     pub fn with_projected(mut self, projected: Arc<Projected>) -> Self {
