@@ -218,14 +218,9 @@ impl WriteSide {
     }
 
     /// The connections loads and appends run on, for the read models to
-    /// share.
+    /// share (they close them).
     pub fn statements(&self) -> &Statements {
         &self.statements
-    }
-
-    /// Closes the connections loads and appends run on.
-    pub async fn close(&self) {
-        self.statements.close().await;
     }
 
     pub fn db(&self) -> &Db {

@@ -183,11 +183,20 @@ pub struct TicketQuery {
     pub omit_notes: bool,
 }
 
-/// A ticket's columns, for `SELECT`s that add more before `FROM`.
+/// A ticket's columns, for `SELECT`s that add more before `FROM`; the
+/// description and the sealed notes as given (a list may leave them out).
 macro_rules! ticket_columns {
     () => {
-        "SELECT id, title, description, priority, priority_rank, status, reporter_id, assignee_id, created_at, \
-         updated_at, version, notes_envelope, deleted_at"
+        ticket_columns!("description", "notes_envelope")
+    };
+    ($description:literal, $notes:literal) => {
+        concat!(
+            "SELECT id, title, ",
+            $description,
+            ", priority, priority_rank, status, reporter_id, assignee_id, created_at, updated_at, version, ",
+            $notes,
+            ", deleted_at"
+        )
     };
 }
 const TICKET_COLUMNS: &str = concat!(ticket_columns!(), " FROM tickets");
@@ -211,11 +220,13 @@ fn like_pattern(search: &str) -> String {
 macro_rules! ticket_list_query {
     ($query:expr) => {{
         let q: &TicketQuery = $query;
-        let mut sql = QueryBuilder::new("SELECT id, title, ");
-        sql.push(if q.omit_description { "'' AS description" } else { "description" });
-        sql.push(", priority, priority_rank, status, reporter_id, assignee_id, created_at, updated_at, version, ");
-        sql.push(if q.omit_notes { "NULL AS notes_envelope" } else { "notes_envelope" });
-        sql.push(", deleted_at FROM tickets WHERE 1 = 1");
+        let mut sql = QueryBuilder::new(match (q.omit_description, q.omit_notes) {
+            (false, false) => ticket_columns!(),
+            (true, false) => ticket_columns!("'' AS description", "notes_envelope"),
+            (false, true) => ticket_columns!("description", "NULL AS notes_envelope"),
+            (true, true) => ticket_columns!("'' AS description", "NULL AS notes_envelope"),
+        });
+        sql.push(" FROM tickets WHERE 1 = 1");
         if let Some(reporter) = q.visible_to_reporter {
             sql.push(" AND reporter_id = ").push_bind(reporter);
         }
@@ -365,17 +376,11 @@ pub const ACCESS_TTL: std::time::Duration = std::time::Duration::from_secs(1);
 const ACCESS_CAPACITY: usize = 10_000;
 
 impl ReadModels {
-    /// `progress` comes from the projector and wakes read-your-writes waits.
-    pub fn new(db: Db, progress: watch::Receiver<Checkpoint>) -> Self {
-        Self { reads: Statements::on(&db), db, progress, projected: None, users: Arc::default() }
-    }
-
-    /// Runs the queries on `statements` (the write side's, so that one pool
-    /// serves both) instead of connections of their own.
-    #[must_use]
-    pub fn with_statements(mut self, statements: Statements) -> Self {
-        self.reads = statements;
-        self
+    /// Queries run on `reads` (the write side's [`Statements`], so that one
+    /// pool serves both); `progress` comes from the projector and wakes
+    /// read-your-writes waits.
+    pub fn new(db: Db, reads: Statements, progress: watch::Receiver<Checkpoint>) -> Self {
+        Self { reads, db, progress, projected: None, users: Arc::default() }
     }
 
     /// Lets waits consult the in-process projector before the database.
@@ -389,7 +394,8 @@ impl ReadModels {
         &self.db
     }
 
-    /// Closes the read models' connections, then the store's.
+    /// Closes the single statements' connections (shared with the write
+    /// side), then the store's.
     pub async fn close(&self) {
         self.reads.close().await;
         self.db.close().await;

@@ -9,7 +9,8 @@ use test_support::TestDb;
 
 use crate::fixture::App;
 
-async fn cut_every_other_connection(url: &str) {
+/// Cuts every connection to the test's database but the one it cuts with.
+async fn cut_all_connections(url: &str) {
     let mut admin = sqlx::PgConnection::connect(url).await.expect("a connection of the test's own");
     let cut: Vec<bool> = sqlx::query_scalar(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
@@ -37,7 +38,7 @@ async fn reads_outlive_their_connections() {
         assert!(read.expect("read").is_some());
     }
 
-    cut_every_other_connection(&test.url).await;
+    cut_all_connections(&test.url).await;
     for _ in 0..3 {
         let page = app.read.tickets(&TicketQuery { limit: 10, ..TicketQuery::default() }).await;
         assert_eq!(page.expect("a page after the cut").len(), 1);

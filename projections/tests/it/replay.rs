@@ -152,7 +152,7 @@ async fn a_ticket_in_full_matches_its_parts_read_apart(db: Db) {
         assert!(!history.is_empty());
         notes_changed |= history.iter().any(|row| !row.seen_by(false));
         let debug = |rows: &[HistoryRow]| format!("{rows:?}");
-        for (after, limit, admin) in [(0, None, true), (0, None, false), (2, Some(3), true), (5, Some(100), false)] {
+        for (after, limit, admin) in [(0, Some(1), true), (0, None, false), (2, Some(3), true), (5, Some(100), false)] {
             let page = app.read.history_page(ticket.id, after, limit, admin).await.unwrap();
             let cut: Vec<HistoryRow> = history
                 .iter()
