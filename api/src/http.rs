@@ -31,6 +31,7 @@ use crate::blobs::Blobs;
 use crate::config::Settings;
 use crate::graphql::admission::Held;
 use crate::graphql::limits::Documents;
+use crate::graphql::spliced::Texts;
 use crate::graphql::{schema, RequestInfo, TicketsSchema};
 use crate::secrets;
 use crate::state::{App, AppState, RateLimits};
@@ -117,10 +118,11 @@ async fn graphql(
     };
     let started = std::time::Instant::now();
     let held = std::sync::Arc::new(Held::default());
+    let texts = std::sync::Arc::new(Texts::default());
     let mut response = match state.documents.prepare(&mut request) {
         Ok(()) => {
             let (users, histories, attachments) = crate::graphql::loaders::for_request(&state.app.read);
-            let info = RequestInfo { caller, request_id, client, held: held.clone() };
+            let info = RequestInfo { caller, request_id, client, held: held.clone(), texts: texts.clone() };
             let request = request.data(info).data(users).data(histories).data(attachments);
             state.schema.execute(request).await
         }
@@ -137,7 +139,7 @@ async fn graphql(
     }
     // Written out before the request's share of the budget for long
     // histories is given back.
-    let written = Json(response).into_response();
+    let written = Json(texts.splice(&response)).into_response();
     drop(held);
     written
 }

@@ -463,7 +463,9 @@ impl ReadModels {
         limit: Option<usize>,
         with_notes: bool,
     ) -> Result<Vec<HistoryRow>, sqlx::Error> {
-        let rows: Vec<TicketHistoryRow> = on_reads!(&self.reads, conn => {
+        // Decoded straight into the entries (the ticket's id, which the
+        // columns also name, is left out): a long history is not copied.
+        on_reads!(&self.reads, conn => {
             let mut sql = QueryBuilder::new(HISTORY_COLUMNS);
             sql.push(" WHERE ticket_id = ").push_bind(ticket).push(" AND sequence > ").push_bind(after);
             if !with_notes {
@@ -475,8 +477,7 @@ impl ReadModels {
                 sql.push(format_args!(" LIMIT {limit}"));
             }
             sql.build_query_as().fetch_all(conn).await
-        })?;
-        Ok(rows.into_iter().map(|row| row.entry).collect())
+        })
     }
 
     /// The attachments of many tickets in one query, in the order added.

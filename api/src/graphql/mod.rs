@@ -5,6 +5,7 @@ pub mod limits;
 pub mod loaders;
 mod mutation;
 mod query;
+pub mod spliced;
 pub mod types;
 
 use async_graphql::{Context, EmptySubscription, Schema};
@@ -22,6 +23,8 @@ pub struct RequestInfo {
     pub client: String,
     /// What this request holds of the server's budget for long histories.
     pub held: std::sync::Arc<admission::Held>,
+    /// The JSON texts its fields answered, for the handler to splice in.
+    pub texts: std::sync::Arc<spliced::Texts>,
 }
 
 /// Builds the schema with depth, complexity and directive limits, since

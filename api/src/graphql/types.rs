@@ -2,6 +2,7 @@
 //! is not public to all callers checks the viewer here, on the server.
 
 use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use async_graphql::connection::Connection;
@@ -15,6 +16,10 @@ use async_graphql::{
 };
 use chrono::{DateTime, Utc};
 use projections::read::{AttachmentRow, HistoryRow, TicketRow, UserRow, HISTORY_WITH_ROW};
+use serde::ser::{Error as _, SerializeMap};
+use serde::{Serialize, Serializer};
+use serde_json::value::RawValue;
+use uuid::Uuid;
 
 use super::{app, caller};
 use crate::error::{ApiError, ApiResult};
@@ -324,38 +329,24 @@ impl TicketFields {
             Some(_) => return Err(ApiError::BadInput(format!("first must be between 1 and {MAX_HISTORY_PAGE}"))),
         };
         let ticket = &self.0;
-        let rows: Vec<HistoryRow> = if (first.is_some() || after > 0) && ticket.version > HISTORY_WITH_ROW {
+        let rows: Arc<Vec<HistoryRow>> = if (first.is_some() || after > 0) && ticket.version > HISTORY_WITH_ROW {
             // A page of a long history is read by itself, in SQL, once the
             // budget for long histories admits what it can hold.
             let left = usize::try_from(ticket.version - after.min(ticket.version)).unwrap_or(usize::MAX);
             super::admit_history(ctx, first.map_or(left, |first| first.min(left))).await;
-            app(ctx).read.history_page(ticket.id, after, first, admin).await?
+            Arc::new(app(ctx).read.history_page(ticket.id, after, first, admin).await?)
         } else {
             let loader = ctx.data_unchecked::<super::loaders::Histories>();
-            loader
-                .load_one(ticket.id)
-                .await?
-                .unwrap_or_default()
-                .iter()
-                .filter(|row| row.sequence > after && row.seen_by(admin))
-                .take(first.unwrap_or(usize::MAX))
-                .cloned()
-                .collect()
+            loader.load_one(ticket.id).await?.unwrap_or_default()
         };
-        let mut actors = std::collections::HashMap::new();
+        let history = History { rows, after, first: first.unwrap_or(usize::MAX), admin, actors: HashMap::new() };
+        let mut actors = HashMap::new();
         if ctx.look_ahead().field("actor").exists() {
-            let ids: std::collections::HashSet<uuid::Uuid> = rows.iter().filter_map(|row| row.actor_id).collect();
+            let ids: HashSet<Uuid> = history.rows().filter_map(|row| row.actor_id).collect();
             let found = ctx.data_unchecked::<super::loaders::Users>().load_many(ids).await?;
             actors = found.into_iter().map(|(id, user)| (id, Arc::new(user))).collect();
         }
-        Ok(History(
-            rows.into_iter()
-                .map(|row| {
-                    let actor = row.actor_id.and_then(|id| actors.get(&id).cloned());
-                    AuditEntry(row, actor)
-                })
-                .collect(),
-        ))
+        Ok(History { actors, ..history })
     }
 }
 
@@ -399,21 +390,160 @@ impl Attachment {
 /// usual detail view), through the resolvers of [`AuditEntry`] otherwise.
 /// async-graphql resolves a list as one future per entry and each field as
 /// a boxed future of its own: an 8,500-entry history cost ~50 ms of CPU
-/// and held ~50 MiB until its answer was written.
-pub struct History(Vec<AuditEntry>);
+/// and held ~50 MiB until its answer was written. The rows are the ones the
+/// loader holds (or a page read for this field), shared, not copied.
+pub struct History {
+    rows: Arc<Vec<HistoryRow>>,
+    /// Entries after this sequence…
+    after: i64,
+    /// …at most this many…
+    first: usize,
+    /// …and changes to the confidential notes only for admins.
+    admin: bool,
+    actors: HashMap<Uuid, Arc<UserRow>>,
+}
 
 impl History {
-    fn plain_list(&self, selection: &SelectionSet) -> Option<Value> {
-        let fields = plain_fields(selection)?;
-        let mut entries = Vec::with_capacity(self.0.len());
-        for entry in &self.0 {
-            let mut object = IndexMap::with_capacity(fields.len());
-            for (key, field) in &fields {
-                object.insert((*key).clone(), entry.plain(field)?);
+    /// The entries answered, oldest first.
+    fn rows(&self) -> impl Iterator<Item = &HistoryRow> {
+        self.rows.iter().filter(|row| row.sequence > self.after && row.seen_by(self.admin)).take(self.first)
+    }
+
+    fn actor(&self, row: &HistoryRow) -> Option<&Arc<UserRow>> {
+        row.actor_id.and_then(|id| self.actors.get(&id))
+    }
+
+    /// The entries as JSON text, written straight from the rows, when every
+    /// entry asks for plain fields only; `None` otherwise.
+    fn plain_json(&self, selection: &SelectionSet) -> Option<Box<RawValue>> {
+        let fields = plain_fields(selection)?
+            .into_iter()
+            .map(|(key, field)| Some((key.as_str(), EntryField::of(field)?)))
+            .collect::<Option<Vec<_>>>()?;
+        serde_json::value::to_raw_value(&PlainEntries { history: self, fields: &fields }).ok()
+    }
+}
+
+/// A plain field of an [`AuditEntry`], as [`History::plain_json`] writes it.
+enum EntryField<'a> {
+    Sequence,
+    At,
+    Action,
+    Field,
+    From,
+    To,
+    Actor(Vec<(&'a str, UserField)>),
+}
+
+/// A field of a [`User`] that is the same for every viewer.
+#[derive(Clone, Copy)]
+enum UserField {
+    Id,
+    Email,
+    DisplayName,
+    Role,
+    CreatedAt,
+}
+
+impl<'a> EntryField<'a> {
+    fn of(field: &'a Field) -> Option<Self> {
+        Some(match field.name.node.as_str() {
+            "sequence" => Self::Sequence,
+            "at" => Self::At,
+            "action" => Self::Action,
+            "field" => Self::Field,
+            "from" => Self::From,
+            "to" => Self::To,
+            "actor" => Self::Actor(
+                plain_fields(&field.selection_set.node)?
+                    .into_iter()
+                    .map(|(key, field)| Some((key.as_str(), UserField::of(field)?)))
+                    .collect::<Option<_>>()?,
+            ),
+            _ => return None,
+        })
+    }
+}
+
+impl UserField {
+    fn of(field: &Field) -> Option<Self> {
+        Some(match field.name.node.as_str() {
+            "id" => Self::Id,
+            "email" => Self::Email,
+            "displayName" => Self::DisplayName,
+            "role" => Self::Role,
+            "createdAt" => Self::CreatedAt,
+            _ => return None,
+        })
+    }
+}
+
+struct PlainEntries<'a> {
+    history: &'a History,
+    fields: &'a [(&'a str, EntryField<'a>)],
+}
+
+impl Serialize for PlainEntries<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let history = self.history;
+        serializer.collect_seq(history.rows().map(|row| PlainEntry {
+            row,
+            actor: history.actor(row),
+            fields: self.fields,
+        }))
+    }
+}
+
+struct PlainEntry<'a> {
+    row: &'a HistoryRow,
+    actor: Option<&'a Arc<UserRow>>,
+    fields: &'a [(&'a str, EntryField<'a>)],
+}
+
+impl Serialize for PlainEntry<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let row = self.row;
+        let mut map = serializer.serialize_map(Some(self.fields.len()))?;
+        for (key, field) in self.fields {
+            match field {
+                EntryField::Sequence => map.serialize_entry(key, &AuditEntry::sequence_of(row))?,
+                EntryField::At => map.serialize_entry(key, &row.at.to_rfc3339())?,
+                EntryField::Action => map.serialize_entry(key, &row.action)?,
+                EntryField::Field => map.serialize_entry(key, &row.field)?,
+                EntryField::From => map.serialize_entry(key, &row.from_value)?,
+                EntryField::To => map.serialize_entry(key, &row.to_value)?,
+                EntryField::Actor(fields) => {
+                    map.serialize_entry(key, &self.actor.map(|user| PlainUser { user, fields }))?;
+                }
             }
-            entries.push(Value::Object(object));
         }
-        Some(Value::List(entries))
+        map.end()
+    }
+}
+
+struct PlainUser<'a> {
+    user: &'a UserRow,
+    fields: &'a [(&'a str, UserField)],
+}
+
+impl Serialize for PlainUser<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let user = self.user;
+        let mut map = serializer.serialize_map(Some(self.fields.len()))?;
+        for (key, field) in self.fields {
+            match field {
+                UserField::Id => map.serialize_entry(key, &user.id)?,
+                UserField::Email => map.serialize_entry(key, &user.email)?,
+                UserField::DisplayName => map.serialize_entry(key, &user.display_name)?,
+                UserField::Role => {
+                    let role =
+                        Role::from_stored(&user.role).map_err(|_| S::Error::custom("a stored role is unknown"))?;
+                    map.serialize_entry(key, &enum_value(role))?;
+                }
+                UserField::CreatedAt => map.serialize_entry(key, &user.created_at.to_rfc3339())?,
+            }
+        }
+        map.end()
     }
 }
 
@@ -431,10 +561,15 @@ impl OutputType for History {
     }
 
     async fn resolve(&self, ctx: &ContextSelectionSet<'_>, field: &Positioned<Field>) -> ServerResult<Value> {
-        match self.plain_list(&ctx.item.node) {
-            Some(value) => Ok(value),
-            None => OutputType::resolve(&self.0, ctx, field).await,
+        // Written as text where the HTTP handler splices it in (`spliced`).
+        if let Some(info) = ctx.data_opt::<super::RequestInfo>() {
+            if let Some(text) = self.plain_json(&ctx.item.node) {
+                return Ok(info.texts.keep(text));
+            }
         }
+        let entries: Vec<AuditEntry> =
+            self.rows().map(|row| AuditEntry(row.clone(), self.actor(row).cloned())).collect();
+        OutputType::resolve(&entries, ctx, field).await
     }
 }
 
@@ -449,45 +584,6 @@ impl AuditEntry {
     fn sequence_of(row: &HistoryRow) -> i32 {
         i32::try_from(row.sequence).unwrap_or(i32::MAX)
     }
-
-    /// The value of a plain field, as its resolver answers it; `None` for
-    /// any other field.
-    fn plain(&self, field: &Field) -> Option<Value> {
-        let row = &self.0;
-        let text = |value: &Option<String>| value.as_ref().map_or(Value::Null, |v| Value::String(v.clone()));
-        Some(match field.name.node.as_str() {
-            "sequence" => Value::from(Self::sequence_of(row)),
-            "at" => ScalarType::to_value(&row.at),
-            "action" => Value::String(row.action.clone()),
-            "field" => text(&row.field),
-            "from" => text(&row.from_value),
-            "to" => text(&row.to_value),
-            "actor" => match &self.1 {
-                Some(user) => plain_user(user, &field.selection_set.node)?,
-                None => Value::Null,
-            },
-            _ => return None,
-        })
-    }
-}
-
-/// A user's object for `selection` when it asks for fields that are the
-/// same for every viewer; `None` otherwise (see [`User`]).
-fn plain_user(user: &UserRow, selection: &SelectionSet) -> Option<Value> {
-    let fields = plain_fields(selection)?;
-    let mut object = IndexMap::with_capacity(fields.len());
-    for (key, field) in fields {
-        let value = match field.name.node.as_str() {
-            "id" => ScalarType::to_value(&ID(user.id.to_string())),
-            "email" => Value::String(user.email.clone()),
-            "displayName" => Value::String(user.display_name.clone()),
-            "role" => enum_value(Role::from_stored(&user.role).ok()?),
-            "createdAt" => ScalarType::to_value(&user.created_at),
-            _ => return None,
-        };
-        object.insert(key.clone(), value);
-    }
-    Some(Value::Object(object))
 }
 
 #[Object]
@@ -627,17 +723,20 @@ mod tests {
             from_value: None,
             to_value: to.map(Into::into),
         };
-        History(vec![
-            AuditEntry(row(1, Some(admin.id), "created", None), Some(Arc::new(admin))),
-            AuditEntry(row(2, None, "updated", Some("RESOLVED")), None),
-        ])
+        History {
+            rows: Arc::new(vec![row(1, Some(admin.id), "created", None), row(2, None, "updated", Some("RESOLVED"))]),
+            after: 0,
+            first: usize::MAX,
+            admin: true,
+            actors: HashMap::from([(admin.id, Arc::new(admin))]),
+        }
     }
 
     /// The selection set of `{ … }`.
     fn entries(selection: &str) -> Option<Value> {
         let document = parse_query(format!("{{ {selection} }}")).unwrap();
         let DocumentOperations::Single(operation) = document.operations else { unreachable!("one operation") };
-        history().plain_list(&operation.node.selection_set.node)
+        history().plain_json(&operation.node.selection_set.node).map(|text| serde_json::from_str(text.get()).unwrap())
     }
 
     #[test]
