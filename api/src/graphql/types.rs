@@ -385,13 +385,15 @@ impl Attachment {
     }
 }
 
-/// A ticket's history as the API answers it, answered like [`Ticket`]:
-/// straight from the rows when every entry asks for plain fields only (the
-/// usual detail view), through the resolvers of [`AuditEntry`] otherwise.
+/// A ticket's history as the API answers it: written from the rows
+/// straight to JSON text when every entry asks for plain fields only (the
+/// usual detail view; the HTTP handler splices the text into the answer,
+/// see `spliced`), through the resolvers of [`AuditEntry`] otherwise.
 /// async-graphql resolves a list as one future per entry and each field as
-/// a boxed future of its own: an 8,500-entry history cost ~50 ms of CPU
-/// and held ~50 MiB until its answer was written. The rows are the ones the
-/// loader holds (or a page read for this field), shared, not copied.
+/// a boxed future of its own (an 8,500-entry history cost ~50 ms of CPU),
+/// and even a tree of its values built at once held tens of megabytes
+/// until the answer was written. The rows are the ones the loader holds
+/// (or a page read for this field), shared, not copied.
 pub struct History {
     rows: Arc<Vec<HistoryRow>>,
     /// Entries after this sequence…
