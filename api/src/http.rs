@@ -171,8 +171,7 @@ pub async fn assemble(settings: Settings) -> anyhow::Result<(AppState, Projector
     let write = WriteSide::new(db.clone());
     let keys = KeyRing::new(db.clone(), secrets.master_keys);
     let projector = Projector::new(db.clone(), keys.clone(), write.appended());
-    let read = ReadModels::new(db.clone(), write.statements().clone(), projector.progress())
-        .with_projected(projector.projected());
+    let read = ReadModels::new(write.statements().clone(), projector.progress()).with_projected(projector.projected());
     let blobs = Blobs::open(Some(&settings.blob_store), &settings.data_dir, &settings.blob_options)?;
     let app = Arc::new(App {
         settings,

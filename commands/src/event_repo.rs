@@ -19,7 +19,6 @@ use serde_json::Value;
 use sqlite_es::SqliteEventRepository;
 use sqlx::{Postgres, QueryBuilder, SqlitePool};
 
-use crate::db::Db;
 use crate::keys::NewKeys;
 use crate::statements::{self, PgStatements, Statements};
 
@@ -121,15 +120,13 @@ fn unknown(error: sqlx::Error) -> PersistenceError {
 
 impl EventRepo {
     /// `new_keys` are the data keys to store with the first events of their
-    /// streams. Loads and appends run on `statements`, which were opened on
-    /// `db`.
-    pub fn new(db: &Db, statements: &Statements, new_keys: Arc<NewKeys>) -> Self {
-        match (db, statements) {
-            (Db::Postgres(pool), Statements::Postgres(alone)) => {
+    /// streams. Loads and appends run on `statements`.
+    pub fn new(statements: &Statements, new_keys: Arc<NewKeys>) -> Self {
+        match statements {
+            Statements::Postgres(pool, alone) => {
                 EventRepo::Postgres(PostgresEventRepository::new(pool.clone()), alone.clone(), new_keys)
             }
-            (Db::Postgres(_), Statements::Sqlite(_)) => Self::new(db, &Statements::on(db), new_keys),
-            (Db::Sqlite(pool), _) => {
+            Statements::Sqlite(pool) => {
                 EventRepo::Sqlite(SqliteEventRepository::new(pool.clone()), pool.clone(), new_keys)
             }
         }
@@ -142,10 +139,11 @@ impl EventRepo {
     pub async fn load_stream<A: Aggregate>(&self, aggregate_id: &str) -> Result<StoredStream, PersistenceError> {
         let rows: Vec<StreamRow> = match self {
             EventRepo::Postgres(_, pool, _) => {
-                let mut conn = statements::connection(pool).await.map_err(unknown)?;
-                let rows = sqlx::query_as(LOAD_POSTGRES).bind(A::TYPE).bind(aggregate_id).fetch_all(&mut *conn).await;
-                statements::give_back(pool, conn, &rows);
-                rows
+                async {
+                    crate::on_reads!(postgres pool, conn =>
+                        sqlx::query_as(LOAD_POSTGRES).bind(A::TYPE).bind(aggregate_id).fetch_all(conn).await)
+                }
+                .await
             }
             EventRepo::Sqlite(_, pool, _) => {
                 sqlx::query_as(LOAD_SQLITE).bind(A::TYPE).bind(aggregate_id).fetch_all(pool).await

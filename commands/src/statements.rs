@@ -18,7 +18,7 @@ use std::time::Duration;
 use crate::db::{Db, MAX_CONNECTIONS, PING_AFTER_IDLE};
 use deadpool::managed::{Manager, Metrics, Object, Pool, PoolError, RecycleError, RecycleResult, Timeouts};
 use sqlx::postgres::{PgConnectOptions, PgConnection};
-use sqlx::{Connection, SqlitePool};
+use sqlx::{Connection, PgPool, SqlitePool};
 
 /// A connection is replaced after this long, as sqlx's pool does, so that
 /// PostgreSQL's per-connection plans and caches are made afresh now and then.
@@ -52,10 +52,11 @@ impl Manager for PgStatements {
     }
 }
 
-/// Connections for statements that run alone.
+/// Connections for statements that run alone, with the store they were
+/// opened on (whose pool runs the transactions).
 #[derive(Clone)]
 pub enum Statements {
-    Postgres(Pool<PgStatements>),
+    Postgres(PgPool, Pool<PgStatements>),
     Sqlite(SqlitePool),
 }
 
@@ -70,21 +71,29 @@ impl Statements {
             Db::Postgres(pool) => {
                 let manager = PgStatements { options: (*pool.connect_options()).clone() };
                 let timeouts = Timeouts { wait: Some(WAIT), create: Some(WAIT), recycle: Some(WAIT) };
-                let pool = Pool::builder(manager)
+                let alone = Pool::builder(manager)
                     .max_size(MAX_CONNECTIONS as usize)
                     .timeouts(timeouts)
                     .runtime(deadpool::Runtime::Tokio1)
                     .build()
                     .expect("a pool with a runtime builds");
-                Statements::Postgres(pool)
+                Statements::Postgres(pool.clone(), alone)
             }
             Db::Sqlite(pool) => Statements::Sqlite(pool.clone()),
         }
     }
 
+    /// The store these statements run on.
+    pub fn db(&self) -> Db {
+        match self {
+            Statements::Postgres(pool, _) => Db::Postgres(pool.clone()),
+            Statements::Sqlite(pool) => Db::Sqlite(pool.clone()),
+        }
+    }
+
     /// Closes the idle connections politely and refuses further statements.
     pub async fn close(&self) {
-        if let Statements::Postgres(pool) = self {
+        if let Statements::Postgres(_, pool) = self {
             let idle = pool.retain(|_, _| false).removed;
             pool.close();
             for conn in idle {
@@ -139,32 +148,35 @@ pub fn give_back<T>(pool: &Pool<PgStatements>, conn: Object<PgStatements>, resul
 }
 
 /// Runs the read `$body` with `$conn` bound to an executor of
-/// [`Statements`]: a connection on PostgreSQL, the pool on SQLite. A read whose
-/// connection broke is run once more on a new one: reads change nothing, and
-/// after the server restarts the first read on each old connection would
-/// fail otherwise.
+/// [`Statements`]: a connection on PostgreSQL, the pool on SQLite
+/// (`postgres $pool`: a connection of that pool of [`PgStatements`]). A
+/// read whose connection broke is run once more on a new one: reads change
+/// nothing, and after the server restarts the first read on each old
+/// connection would fail otherwise.
 #[macro_export]
 macro_rules! on_reads {
+    (postgres $pool:expr, $conn:ident => $body:expr) => {{
+        let pool = $pool;
+        let mut retried = false;
+        loop {
+            let mut held = $crate::statements::connection(pool).await?;
+            let result = {
+                let $conn = &mut *held;
+                $body
+            };
+            if !$crate::statements::broken(&result) {
+                break result;
+            }
+            $crate::statements::discard(pool, held);
+            if retried {
+                break result;
+            }
+            retried = true;
+        }
+    }};
     ($reads:expr, $conn:ident => $body:expr) => {
         match $reads {
-            $crate::statements::Statements::Postgres(pool) => {
-                let mut retried = false;
-                loop {
-                    let mut held = $crate::statements::connection(pool).await?;
-                    let result = {
-                        let $conn = &mut *held;
-                        $body
-                    };
-                    if !$crate::statements::broken(&result) {
-                        break result;
-                    }
-                    $crate::statements::discard(pool, held);
-                    if retried {
-                        break result;
-                    }
-                    retried = true;
-                }
-            }
+            $crate::statements::Statements::Postgres(_, pool) => $crate::on_reads!(postgres pool, $conn => $body),
             $crate::statements::Statements::Sqlite($conn) => $body,
         }
     };

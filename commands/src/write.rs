@@ -109,12 +109,8 @@ pub enum WriteError<E: std::error::Error> {
     Store(String),
 }
 
-fn snapshot_store<A: Aggregate>(
-    db: &Db,
-    statements: &Statements,
-    new_keys: &Arc<NewKeys>,
-) -> PersistedEventStore<EventRepo, A> {
-    PersistedEventStore::new_snapshot_store(EventRepo::new(db, statements, new_keys.clone()), SNAPSHOT_EVERY)
+fn snapshot_store<A: Aggregate>(statements: &Statements, new_keys: &Arc<NewKeys>) -> PersistedEventStore<EventRepo, A> {
+    PersistedEventStore::new_snapshot_store(EventRepo::new(statements, new_keys.clone()), SNAPSHOT_EVERY)
 }
 
 /// A stream with nothing in it yet.
@@ -205,9 +201,9 @@ impl WriteSide {
         let new_keys = Arc::new(NewKeys::default());
         let statements = Statements::on(&db);
         Self {
-            tickets: snapshot_store(&db, &statements, &new_keys),
-            accounts: snapshot_store(&db, &statements, &new_keys),
-            repo: EventRepo::new(&db, &statements, new_keys.clone()),
+            tickets: snapshot_store(&statements, &new_keys),
+            accounts: snapshot_store(&statements, &new_keys),
+            repo: EventRepo::new(&statements, new_keys.clone()),
             recent_tickets: Recent::new(),
             recent_accounts: Recent::new(),
             db,

@@ -377,10 +377,10 @@ const ACCESS_CAPACITY: usize = 10_000;
 
 impl ReadModels {
     /// Queries run on `reads` (the write side's [`Statements`], so that one
-    /// pool serves both); `progress` comes from the projector and wakes
-    /// read-your-writes waits.
-    pub fn new(db: Db, reads: Statements, progress: watch::Receiver<Checkpoint>) -> Self {
-        Self { reads, db, progress, projected: None, users: Arc::default() }
+    /// pool serves both), on their store; `progress` comes from the projector
+    /// and wakes read-your-writes waits.
+    pub fn new(reads: Statements, progress: watch::Receiver<Checkpoint>) -> Self {
+        Self { db: reads.db(), reads, progress, projected: None, users: Arc::default() }
     }
 
     /// Lets waits consult the in-process projector before the database.

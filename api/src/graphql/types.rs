@@ -339,14 +339,13 @@ impl TicketFields {
             let loader = ctx.data_unchecked::<super::loaders::Histories>();
             loader.load_one(ticket.id).await?.unwrap_or_default()
         };
-        let history = History { rows, after, first: first.unwrap_or(usize::MAX), admin, actors: HashMap::new() };
-        let mut actors = HashMap::new();
+        let mut history = History { rows, after, first: first.unwrap_or(usize::MAX), admin, actors: HashMap::new() };
         if ctx.look_ahead().field("actor").exists() {
             let ids: HashSet<Uuid> = history.rows().filter_map(|row| row.actor_id).collect();
             let found = ctx.data_unchecked::<super::loaders::Users>().load_many(ids).await?;
-            actors = found.into_iter().map(|(id, user)| (id, Arc::new(user))).collect();
+            history.actors = found.into_iter().map(|(id, user)| (id, Arc::new(user))).collect();
         }
-        Ok(History { actors, ..history })
+        Ok(history)
     }
 }
 

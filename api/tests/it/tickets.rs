@@ -621,9 +621,11 @@ async fn plain_selections_answer_as_the_resolvers_do(store: Store) {
     app.shutdown().await;
 }
 
-/// A page reads a ticket's description and sealed notes only when a node
-/// asks for them, however it asks: by name, alias, or in a fragment.
-async fn pages_read_descriptions_and_notes_when_asked(store: Store) {
+/// A page leaves a ticket's description and sealed notes unread when no
+/// node asks for them (`TicketQuery::omit_*`, tested in `projections`), so
+/// it must see them asked for however they are: by name, alias, or in a
+/// fragment; and answer the rest without them.
+async fn pages_answer_descriptions_and_notes_however_asked(store: Store) {
     let app = TestApp::spawn(store).await;
     let admin = app.admin().await;
     let reporter = app.register("reporter@example.com").await;
@@ -742,7 +744,7 @@ both_stores!(
     pages_of_a_long_history_are_read_in_sql_alike,
     a_long_history_is_read_apart_and_the_budget_given_back,
     plain_selections_answer_as_the_resolvers_do,
-    pages_read_descriptions_and_notes_when_asked,
+    pages_answer_descriptions_and_notes_however_asked,
     create_and_update_read_their_own_writes,
     concurrent_updates_all_land,
     deleted_tickets_vanish_for_employees,

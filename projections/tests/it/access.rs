@@ -22,7 +22,7 @@ fn access(role: &str, disabled: bool) -> Option<Access> {
 async fn the_local_projector_ends_cached_access_at_once(db: Db) {
     let app = App::new(db.clone());
     // As the server wires it: the read side knows what its projector applied.
-    let read = ReadModels::new(db, app.write.statements().clone(), app.projector.progress())
+    let read = ReadModels::new(app.write.statements().clone(), app.projector.progress())
         .with_projected(app.projector.projected());
     let id = app.register("someone@example.com", Role::Admin).await;
     app.settle().await;

@@ -34,7 +34,7 @@ impl App {
         let write = Arc::new(WriteSide::new(db.clone()));
         let keys = KeyRing::new(db.clone(), test_support::master_keys());
         let projector = Projector::new(db.clone(), keys.clone(), write.appended());
-        let read = ReadModels::new(db.clone(), write.statements().clone(), projector.progress());
+        let read = ReadModels::new(write.statements().clone(), projector.progress());
         Self { db, write, keys, projector, read }
     }
 

@@ -127,6 +127,7 @@ test_support::store_test!(rebuild_over_several_batches);
 // A detail reads a ticket's row and parts together (on PostgreSQL in one
 // statement, the parts as JSON): the same rows as read one by one, for
 // every kind of event; a history of over 64 events is left to the caller;
+// a list leaves out only the columns it is asked to;
 // nothing for a ticket that does not exist. A page of a history read in SQL
 // is the page cut from the whole, with or without the notes' changes.
 async fn a_ticket_in_full_matches_its_parts_read_apart(db: Db) {
@@ -143,6 +144,26 @@ async fn a_ticket_in_full_matches_its_parts_read_apart(db: Db) {
     let tickets = app.read.tickets(&query).await.unwrap();
     assert_eq!(tickets.len(), 3);
     assert!(tickets.iter().any(|t| t.version > 64) && tickets.iter().any(|t| t.version <= 64));
+    // A list leaves out the description or the sealed notes when asked to,
+    // and nothing else.
+    assert!(tickets.iter().all(|t| !t.description.is_empty()) && tickets.iter().any(|t| t.notes_envelope.is_some()));
+    for (omit_description, omit_notes) in [(true, false), (false, true), (true, true)] {
+        let lean = app.read.tickets(&TicketQuery { omit_description, omit_notes, ..query.clone() }).await.unwrap();
+        let expected: Vec<_> = tickets
+            .iter()
+            .cloned()
+            .map(|mut ticket| {
+                if omit_description {
+                    ticket.description.clear();
+                }
+                if omit_notes {
+                    ticket.notes_envelope = None;
+                }
+                ticket
+            })
+            .collect();
+        assert_eq!(lean, expected, "omit description {omit_description}, notes {omit_notes}");
+    }
     let mut notes_changed = false;
     for ticket in tickets {
         let both = TicketParts { history: true, attachments: true };
