@@ -16,7 +16,7 @@ use crate::driver::Limit;
 
 /// PostgreSQL server the benchmark creates its database on.
 pub const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-/// Admin the in-process server is bootstrapped with.
+/// Admin the server the benchmark starts is bootstrapped with.
 pub const ADMIN_EMAIL: &str = "bench-admin@example.com";
 /// A password every policy check accepts for the bench's accounts.
 pub const PASSWORD: &str = "Bench-orchard-Lantern-91";
@@ -68,7 +68,7 @@ impl Scenario {
 #[derive(Debug, Clone, Parser)]
 #[command(name = "bench", about = "Benchmark a Tickets server over HTTP against plain SQL on the same store")]
 pub struct Options {
-    /// Store of the in-process server.
+    /// Store of the server the benchmark starts.
     #[arg(long, value_enum, default_value = "sqlite")]
     pub store: StoreKind,
     /// PostgreSQL server on which `tickets_bench_<uuid>` is created and dropped.
@@ -130,7 +130,7 @@ pub struct Options {
     /// Keep the benchmark's database and data folder afterwards.
     #[arg(long)]
     pub keep_db: bool,
-    /// Parent folder of the in-process server's data folder (default: the temp folder).
+    /// Parent folder of the data folder of the server the benchmark starts (default: the temp folder).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
 }

@@ -1,6 +1,6 @@
-//! Where the CPU went during a measurement, from `/proc`: this process
-//! (the in-process server and the benchmark client together; with
-//! `--target --server-pid`, that server process alone), the
+//! Where the CPU went during a measurement, from `/proc`: the server's
+//! process (the benchmark's own server process, or with `--target
+//! --server-pid` that server; this process when none is watched), the
 //! PostgreSQL backends serving the benchmark's database (recognised by the
 //! database name in their process title; all `postgres` processes when no
 //! name is known), and everything else on the machine: PostgreSQL's shared
@@ -14,6 +14,7 @@
 //! has gone: at most one poll's worth of an exiting backend is missed.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -22,7 +23,8 @@ use serde::Serialize;
 const TICKS_PER_SECOND: f64 = 100.0;
 
 static DATABASE: OnceLock<String> = OnceLock::new();
-static SERVER: OnceLock<u32> = OnceLock::new();
+/// The server process counted as the application; 0 for this process.
+static SERVER: AtomicU32 = AtomicU32::new(0);
 static BACKENDS: Mutex<Backends> = Mutex::new(Backends { live: None, exited: 0.0 });
 const POLL: Duration = Duration::from_millis(200);
 
@@ -47,9 +49,10 @@ impl Backends {
     }
 }
 
-/// Counts process `pid` (a `--target` server) instead of this process.
-pub fn watch_server(pid: u32) {
-    let _ = SERVER.set(pid);
+/// Counts process `pid` (the server) as the application's share, or this
+/// process again with `None`.
+pub fn watch_server(pid: Option<u32>) {
+    SERVER.store(pid.unwrap_or(0), Ordering::Relaxed);
 }
 
 /// Counts only the backends of database `name` as PostgreSQL's share.
@@ -128,7 +131,10 @@ fn machine_ticks() -> f64 {
 }
 
 pub fn sample() -> Sample {
-    let path = SERVER.get().map_or_else(|| "/proc/self/stat".to_owned(), |pid| format!("/proc/{pid}/stat"));
+    let path = match SERVER.load(Ordering::Relaxed) {
+        0 => "/proc/self/stat".to_owned(),
+        pid => format!("/proc/{pid}/stat"),
+    };
     let process =
         std::fs::read_to_string(path).ok().and_then(|stat| process_ticks(&stat)).map_or(0.0, |(_, ticks)| ticks);
     Sample {

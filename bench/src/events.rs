@@ -16,7 +16,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::anyhow;
 use api::state::AppState;
 use chrono::{DateTime, SubsecRound, Utc};
 use commands::db::Db;
@@ -204,43 +203,31 @@ pub async fn scan(db: &Db) -> anyhow::Result<(u64, Duration)> {
     Ok((seen, started.elapsed()))
 }
 
-/// What the rebuild phase measured.
-pub struct Rebuilt {
-    /// `assemble` on the populated store.
-    pub reopen: Duration,
+/// The rebuild's data, ready, and its reference measured.
+pub struct Prepared {
     pub added: usize,
     pub seeding: Duration,
-    /// Whether a PostgreSQL `CHECKPOINT` ran before the scan and rebuild.
+    /// Whether a PostgreSQL `CHECKPOINT` ran before the scan.
     pub settled: bool,
     pub scanned: u64,
     pub scan: Duration,
     pub scan_cpu: crate::cpu::Usage,
-    pub applied: u64,
-    pub rebuild: Duration,
-    pub rebuild_cpu: crate::cpu::Usage,
-    /// Assembling again after the rebuild, with every event stored and
-    /// projected, until the readiness check's lag query has answered.
-    pub restart: Duration,
-    pub restart_lag: i64,
 }
 
-/// With the server stopped: assembles the application again, tops the
-/// store up to `events` events, scans them, and rebuilds every read model
-/// from zero. `Projector::rebuild`'s future is not `Send`, so the caller
-/// runs this with `block_on` on a runtime of its own.
+/// With the server stopped: assembles the application in this process,
+/// tops the store up to `events` events and scans them, then closes it
+/// again for the rebuild process.
 ///
 /// # Errors
-/// When the store, the seeding or the projector fails.
-pub async fn rebuild_phase(
-    settings: api::config::Settings,
+/// When the store or the seeding fails.
+pub async fn prepare(
+    settings: &api::config::Settings,
     admin: Uuid,
     reporters: Vec<Uuid>,
     events: usize,
     parallelism: usize,
-) -> anyhow::Result<Rebuilt> {
-    let started = Instant::now();
-    let (app, projector) = api::http::assemble(settings.clone()).await?;
-    let reopen = started.elapsed();
+) -> anyhow::Result<Prepared> {
+    let (app, _projector) = api::http::assemble(settings.clone()).await?;
     let have = count(app.write.db()).await?;
     let added = events.saturating_sub(have);
     let started = Instant::now();
@@ -260,30 +247,6 @@ pub async fn rebuild_phase(
     let before = crate::cpu::sample();
     let (scanned, scan) = scan(app.write.db()).await?;
     let scan_cpu = before.usage();
-    eprintln!("[bench] rebuilding the read models from {scanned} events");
-    let (before, started) = (crate::cpu::sample(), Instant::now());
-    let applied = projector.rebuild().await.map_err(|e| anyhow!("rebuild failed: {e:#}"))?;
-    let (rebuild, rebuild_cpu) = (started.elapsed(), before.usage());
-    app.read.db().close().await;
-    drop(projector);
-    let started = Instant::now();
-    let (again, _projector) = api::http::assemble(settings).await?;
-    let restart_lag = again.read.lag().await?;
-    let restart = started.elapsed();
-    again.read.db().close().await;
-    let applied = u64::try_from(applied)?;
-    Ok(Rebuilt {
-        reopen,
-        added,
-        seeding,
-        settled,
-        scanned,
-        scan,
-        scan_cpu,
-        applied,
-        rebuild,
-        rebuild_cpu,
-        restart,
-        restart_lag,
-    })
+    app.read.close().await;
+    Ok(Prepared { added, seeding, settled, scanned, scan, scan_cpu })
 }

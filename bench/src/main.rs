@@ -2,14 +2,18 @@
 
 use std::process::ExitCode;
 
+use bench::child::{self, Role};
 use bench::config::{Config, Options};
 use clap::Parser;
 
-/// The server runs in this process: the same allocator as `tickets`.
+/// The server processes this binary starts run on `tickets`'s allocator.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    if let Some(role) = Role::of_this_process() {
+        return child::main(role);
+    }
     let config = match Config::from_options(Options::parse()) {
         Ok(config) => config,
         Err(error) => {

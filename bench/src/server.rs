@@ -1,16 +1,16 @@
-//! The server under test, started in this process.
+//! The store under test, and the application in this process that seeds
+//! it through the write side before the server process (see `child`)
+//! takes over; the measured traffic never reaches this one.
 //!
 //! It runs on a tokio runtime of its own (one worker per core), apart from
-//! the runtime that drives the load, so that server and client tasks do not
-//! share run queues, much like two processes; they still share the CPU and
-//! the process, so the memory figures include the benchmark client.
+//! the runtime that drives the seeding.
 //!
 //! On PostgreSQL a fresh database `tickets_bench_<uuid>` is created and
 //! dropped again at the end; on SQLite a fresh data folder is used.
 
 use std::future::Future;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use api::config::Settings;
@@ -55,16 +55,12 @@ enum Place {
     Sqlite { dir: PathBuf },
 }
 
-/// A running in-process server.
+/// The seeding application, serving in this process until stopped.
 pub struct InProcess {
     runtime: Option<Runtime>,
     handle: Handle,
     pub app: AppState,
     pub settings: Settings,
-    /// `http://127.0.0.1:<port>`.
-    pub base: String,
-    /// How long `Application::build` took: connect, migrate, start the projector, bind.
-    pub startup: Duration,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
     place: Place,
@@ -129,21 +125,18 @@ impl InProcess {
         let build = settings.clone();
         let built = handle
             .spawn(async move {
-                let started = Instant::now();
                 let application = Application::build(build).await?;
-                let startup = started.elapsed();
-                let port = application.port();
                 let app = application.state().app.clone();
                 let (stop, stopped) = oneshot::channel::<()>();
                 let task = tokio::spawn(application.run_until(async move {
                     let _ = stopped.await;
                 }));
-                anyhow::Ok((startup, port, app, stop, task))
+                anyhow::Ok((app, stop, task))
             })
             .await
             .map_err(anyhow::Error::from)
             .and_then(|built| built);
-        let (startup, port, app, stop, task) = match built {
+        let (app, stop, task) = match built {
             Ok(built) => built,
             Err(error) => {
                 remove(&place, false).await;
@@ -151,17 +144,7 @@ impl InProcess {
                 return Err(error.context("the application did not build"));
             }
         };
-        Ok(Self {
-            runtime: Some(runtime),
-            handle,
-            app,
-            settings,
-            base: format!("http://127.0.0.1:{port}"),
-            startup,
-            stop: Some(stop),
-            task: Some(task),
-            place,
-        })
+        Ok(Self { runtime: Some(runtime), handle, app, settings, stop: Some(stop), task: Some(task), place })
     }
 
     /// Runs `work` on the server's runtime, where its pools live.
