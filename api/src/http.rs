@@ -31,8 +31,9 @@ use crate::blobs::Blobs;
 use crate::config::Settings;
 use crate::graphql::admission::Held;
 use crate::graphql::limits::Documents;
+use crate::graphql::limits::Prepared;
 use crate::graphql::spliced::Texts;
-use crate::graphql::{schema, RequestInfo, TicketsSchema};
+use crate::graphql::{RequestInfo, Schemas};
 use crate::secrets;
 use crate::state::{App, AppState, RateLimits};
 
@@ -44,7 +45,7 @@ const MAX_READY_LAG: i64 = 10_000;
 #[derive(Clone)]
 pub struct HttpState {
     pub app: AppState,
-    pub schema: TicketsSchema,
+    pub schemas: Arc<Schemas>,
     pub documents: Arc<Documents>,
 }
 
@@ -120,11 +121,15 @@ async fn graphql(
     let held = std::sync::Arc::new(Held::default());
     let texts = std::sync::Arc::new(Texts::default());
     let mut response = match state.documents.prepare(&mut request) {
-        Ok(()) => {
+        Ok(prepared) => {
             let (users, histories, attachments) = crate::graphql::loaders::for_request(&state.app.read);
             let info = RequestInfo { caller, request_id, client, held: held.clone(), texts: texts.clone() };
             let request = request.data(info).data(users).data(histories).data(attachments);
-            state.schema.execute(request).await
+            let schemas = &state.schemas;
+            let schema = if matches!(prepared, Prepared::Known) { &schemas.known } else { &schemas.full };
+            let response = schema.execute(request).await;
+            state.documents.answered(prepared, &response);
+            response
         }
         Err(refused) => async_graphql::Response::from_errors(vec![refused]),
     };
@@ -206,8 +211,8 @@ impl Application {
         }
         let listener = TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
         crate::metrics::handle();
-        let schema = schema(app.clone());
-        Ok(Self { listener, state: HttpState { app, schema, documents: Arc::default() }, stop, projector })
+        let schemas = Arc::new(Schemas::new(&app));
+        Ok(Self { listener, state: HttpState { app, schemas, documents: Arc::default() }, stop, projector })
     }
 
     pub fn port(&self) -> u16 {

@@ -9,15 +9,18 @@
 //! 50 tickets about a tenth of its CPU.
 //!
 //! Clients send the same few documents over and over, and parsing one
-//! (pest) cost a ticket's detail read about a twelfth of the process's CPU:
-//! [`Documents`] keeps the documents that passed these checks by their
-//! text, and hands each request a copy to execute.
+//! (pest) cost a ticket's detail read about a twelfth of the process's CPU,
+//! and validating it in full a page of tickets a twentieth: [`Documents`]
+//! keeps the documents that passed these checks and async-graphql's full
+//! validation by their text, and hands each request a copy to execute on
+//! the schema that validates only what depends on the request's variables
+//! (depth, complexity, uploads; see `graphql::Schemas`).
 
 use std::num::NonZeroUsize;
 use std::sync::Mutex;
 
 use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
-use async_graphql::ServerError;
+use async_graphql::{Response, ServerError};
 use lru::LruCache;
 
 /// Aliased fields one document may hold.
@@ -61,8 +64,17 @@ const CACHED_DOCUMENTS: usize = 256;
 /// Longer query texts are parsed every time rather than kept.
 const MAX_CACHED_QUERY: usize = 8 * 1024;
 
-/// Parsed documents that passed [`check`], by query text.
+/// Parsed documents that passed [`check`] and full validation, by query text.
 pub struct Documents(Mutex<LruCache<String, ExecutableDocument>>);
+
+/// How a request's document was prepared.
+pub enum Prepared {
+    /// Kept: it passed full validation before.
+    Known,
+    /// Parsed now, with a copy to keep once it passes full validation
+    /// (none when its text is too long to keep).
+    New(Option<(String, ExecutableDocument)>),
+}
 
 impl Default for Documents {
     fn default() -> Self {
@@ -72,27 +84,33 @@ impl Default for Documents {
 
 impl Documents {
     /// Gives the request its parsed document, from the cache when its text
-    /// passed before, else parsed and checked here (and kept if it passes).
+    /// passed before, else parsed and checked here.
     ///
     /// # Errors
     /// As [`check`].
-    pub fn prepare(&self, request: &mut async_graphql::Request) -> Result<(), ServerError> {
+    pub fn prepare(&self, request: &mut async_graphql::Request) -> Result<Prepared, ServerError> {
         let cacheable = request.query.len() <= MAX_CACHED_QUERY;
         if cacheable {
             let known = self.0.lock().ok().and_then(|mut cache| cache.get(&request.query).cloned());
             if let Some(document) = known {
                 request.set_parsed_query(document);
-                return Ok(());
+                return Ok(Prepared::Known);
             }
         }
         check(request)?;
-        if cacheable {
-            let document = request.parsed_query()?.clone();
+        let copy = cacheable.then(|| request.parsed_query().cloned().map(|doc| (request.query.clone(), doc)));
+        Ok(Prepared::New(copy.transpose()?))
+    }
+
+    /// Keeps a new document once its `response` shows that it passed full
+    /// validation: every error it holds, if any, a resolver's (with a path).
+    pub fn answered(&self, prepared: Prepared, response: &Response) {
+        let Prepared::New(Some((query, document))) = prepared else { return };
+        if response.errors.iter().all(|error| !error.path.is_empty()) {
             if let Ok(mut cache) = self.0.lock() {
-                cache.put(request.query.clone(), document);
+                cache.put(query, document);
             }
         }
-        Ok(())
     }
 }
 
@@ -121,20 +139,27 @@ mod tests {
     }
 
     #[test]
-    fn a_document_that_passed_is_reused_and_one_that_failed_is_refused_again() {
+    fn a_document_is_kept_once_it_passed_and_one_that_failed_is_refused_again() {
         let documents = Documents::default();
         let query = "query($id: ID!) { ticket(id: $id) { id title } }";
         let mut first = request(query);
-        documents.prepare(&mut first).unwrap();
+        let prepared = documents.prepare(&mut first).unwrap();
+        assert!(matches!(prepared, Prepared::New(Some(_))));
+        documents.answered(prepared, &Response::from_errors(vec![ServerError::new("Unknown field", None)]));
+        assert_eq!(documents.0.lock().unwrap().len(), 0, "a document that failed validation is not kept");
+
+        let prepared = documents.prepare(&mut request(query)).unwrap();
+        let mut resolver_error = ServerError::new("not found", None);
+        resolver_error.path.push(async_graphql::PathSegment::Field("ticket".to_owned()));
+        documents.answered(prepared, &Response::from_errors(vec![resolver_error]));
         let mut again = request(query);
-        documents.prepare(&mut again).unwrap();
+        assert!(matches!(documents.prepare(&mut again).unwrap(), Prepared::Known));
         assert_eq!(format!("{:?}", again.parsed_query().unwrap()), format!("{:?}", first.parsed_query().unwrap()));
-        assert_eq!(documents.0.lock().unwrap().len(), 1);
 
         let aliases: String = (0..=MAX_ALIASES).map(|i| format!("a{i}: me {{ id }} ")).collect();
         let over = format!("{{ {aliases} }}");
         for _ in 0..2 {
-            let refused = documents.prepare(&mut request(&over)).unwrap_err();
+            let refused = documents.prepare(&mut request(&over)).err().unwrap();
             assert!(refused.message.contains("aliases"), "{}", refused.message);
         }
         assert!(documents.prepare(&mut request("{ me { id ")).is_err());

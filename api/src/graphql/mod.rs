@@ -8,7 +8,7 @@ mod query;
 pub mod spliced;
 pub mod types;
 
-use async_graphql::{Context, EmptySubscription, Schema};
+use async_graphql::{Context, EmptySubscription, Schema, ValidationMode};
 
 use crate::auth::caller::Caller;
 use crate::state::{App, AppState};
@@ -27,12 +27,29 @@ pub struct RequestInfo {
     pub texts: std::sync::Arc<spliced::Texts>,
 }
 
+/// The schema twice: `full` validates every request in full; `known`
+/// runs the documents that passed full validation before (see
+/// `limits::Documents`) and checks only what depends on a request's
+/// variables: depth, complexity and uploads. A variable of the wrong type
+/// is then refused by the resolver that reads it.
+pub struct Schemas {
+    pub full: TicketsSchema,
+    pub known: TicketsSchema,
+}
+
+impl Schemas {
+    pub fn new(app: &AppState) -> Self {
+        Self { full: schema(app.clone(), ValidationMode::Strict), known: schema(app.clone(), ValidationMode::Fast) }
+    }
+}
+
 /// Builds the schema with depth, complexity and directive limits, since
 /// async-graphql sets none by default (the shape limits are checked by the
 /// HTTP handler: `limits::check`).
-pub fn schema(app: AppState) -> TicketsSchema {
+pub fn schema(app: AppState, validation: ValidationMode) -> TicketsSchema {
     let builder = Schema::build(query::Query, mutation::Mutation, EmptySubscription)
         .data(app.clone())
+        .validation_mode(validation)
         .limit_depth(10)
         .limit_complexity(5_000)
         .limit_recursive_depth(32)
