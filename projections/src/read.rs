@@ -69,21 +69,33 @@ where
     DateTime<Utc>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
 {
     fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
-        Ok(Self {
-            id: column(row, 0, "id")?,
-            title: column(row, 1, "title")?,
-            description: column(row, 2, "description")?,
-            priority: column(row, 3, "priority")?,
-            priority_rank: column(row, 4, "priority_rank")?,
-            status: column(row, 5, "status")?,
-            reporter_id: column(row, 6, "reporter_id")?,
-            assignee_id: column(row, 7, "assignee_id")?,
-            created_at: column(row, 8, "created_at")?,
-            updated_at: column(row, 9, "updated_at")?,
-            version: column(row, 10, "version")?,
-            notes_envelope: column(row, 11, "notes_envelope")?,
-            deleted_at: column(row, 12, "deleted_at")?,
-        })
+        // The fields in the order of `ticket_columns!`, each at its place.
+        macro_rules! in_order {
+            ($($field:ident),+) => {{
+                let mut index = 0;
+                Self {
+                    $($field: {
+                        index += 1;
+                        column(row, index - 1, stringify!($field))?
+                    }),+
+                }
+            }};
+        }
+        Ok(in_order!(
+            id,
+            title,
+            description,
+            priority,
+            priority_rank,
+            status,
+            reporter_id,
+            assignee_id,
+            created_at,
+            updated_at,
+            version,
+            notes_envelope,
+            deleted_at
+        ))
     }
 }
 
