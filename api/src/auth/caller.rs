@@ -67,8 +67,7 @@ impl App {
     /// Only when the store fails; a bad token is `Caller::Refused`.
     pub async fn caller(&self, headers: &HeaderMap) -> ApiResult<Caller> {
         let Some(token) = bearer(headers) else { return Ok(Caller::Anonymous) };
-        let Ok(claims) = self.jwt.verify_access(token) else { return Ok(Caller::Refused) };
-        let Ok(id) = Uuid::parse_str(&claims.sub) else { return Ok(Caller::Refused) };
+        let Ok(id) = self.jwt.access_subject(token) else { return Ok(Caller::Refused) };
         let caller = match self.read.access(id).await? {
             Some(user) if !user.disabled => match Role::parse(&user.role) {
                 Ok(role) => Caller::User(Viewer { id, role }),
