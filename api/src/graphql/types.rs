@@ -126,7 +126,7 @@ impl Ticket {
 
 /// `value` as JSON text for the handler to splice in, when this request is
 /// answered over HTTP (`spliced`) and `value` can be written.
-fn spliced<T: Serialize>(ctx: &ContextSelectionSet<'_>, value: Option<T>) -> Option<Value> {
+fn as_json_text<T: Serialize>(ctx: &ContextSelectionSet<'_>, value: Option<T>) -> Option<Value> {
     let info = ctx.data_opt::<super::RequestInfo>()?;
     let text = serde_json::value::to_raw_value(&value?).ok()?;
     Some(info.texts.keep(text))
@@ -231,7 +231,7 @@ impl OutputType for Ticket {
     async fn resolve(&self, ctx: &ContextSelectionSet<'_>, field: &Positioned<Field>) -> ServerResult<Value> {
         let fields = plan(&ctx.item.node, TicketField::of);
         let plain = fields.as_deref().map(|fields| PlainTicket { row: self.row(), fields });
-        match spliced(ctx, plain) {
+        match as_json_text(ctx, plain) {
             Some(value) => Ok(value),
             None => OutputType::resolve(&self.0, ctx, field).await,
         }
@@ -382,7 +382,7 @@ impl OutputType for TicketPage {
     async fn resolve(&self, ctx: &ContextSelectionSet<'_>, field: &Positioned<Field>) -> ServerResult<Value> {
         let fields = plan(&ctx.item.node, PageField::of);
         let plain = fields.as_deref().map(|fields| PlainPage { page: &self.0, fields });
-        match spliced(ctx, plain) {
+        match as_json_text(ctx, plain) {
             Some(value) => Ok(value),
             None => OutputType::resolve(&self.0, ctx, field).await,
         }
