@@ -8,10 +8,11 @@
 //! placeholder; the HTTP handler writes the text in its place.
 //!
 //! A placeholder is a string no client can make: it starts with a NUL and
-//! a random token drawn for the request, and only this request's texts are
-//! ever written in place of one.
+//! a random token drawn for the request (when it first keeps a text), and
+//! only this request's texts are ever written in place of one. An answer
+//! that kept none is written as async-graphql's, without looking for any.
 
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use async_graphql::{Response, Value};
 use serde::ser::{SerializeMap, SerializeSeq};
@@ -20,30 +21,29 @@ use serde_json::value::RawValue;
 
 /// The JSON texts one request's fields answered, and the token that marks
 /// their placeholders.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Texts {
-    token: String,
+    token: OnceLock<String>,
     texts: Mutex<Vec<Box<RawValue>>>,
 }
 
-impl Default for Texts {
-    fn default() -> Self {
-        Self { token: format!("\u{0}json:{}:", uuid::Uuid::new_v4().simple()), texts: Mutex::default() }
-    }
-}
-
 impl Texts {
+    fn token(&self) -> &str {
+        self.token.get_or_init(|| format!("\u{0}json:{}:", uuid::Uuid::new_v4().simple()))
+    }
+
     /// Keeps `text` and answers the value that stands for it.
     pub fn keep(&self, text: Box<RawValue>) -> Value {
         let mut texts = self.texts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         texts.push(text);
-        Value::String(format!("{}{}", self.token, texts.len() - 1))
+        Value::String(format!("{}{}", self.token(), texts.len() - 1))
     }
 
     /// `response` with each placeholder written as its text, for serde.
     pub fn splice<'a>(&'a self, response: &'a Response) -> Answer<'a> {
         let texts = std::mem::take(&mut *self.texts.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
-        Answer { response, token: &self.token, texts }
+        let token = self.token.get().map_or("", String::as_str);
+        Answer { response, token, texts }
     }
 }
 
@@ -59,7 +59,11 @@ impl Serialize for Answer<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let response = self.response;
         let mut map = serializer.serialize_map(None)?;
-        map.serialize_entry("data", &Spliced(&response.data, self))?;
+        if self.texts.is_empty() {
+            map.serialize_entry("data", &response.data)?;
+        } else {
+            map.serialize_entry("data", &Spliced(&response.data, self))?;
+        }
         if !response.extensions.is_empty() {
             map.serialize_entry("extensions", &response.extensions)?;
         }
@@ -118,7 +122,7 @@ mod tests {
         let texts = Texts::default();
         let kept = texts.keep(RawValue::from_string(r#"[{"a":1},{"b":"x"}]"#.into()).unwrap());
         let Value::String(placeholder) = &kept else { unreachable!("a placeholder is a string") };
-        let forged = format!("{}7", texts.token);
+        let forged = format!("{}7", texts.token());
         let other = Texts::default().keep(RawValue::from_string("0".into()).unwrap());
         let data = Value::Object(IndexMap::from([
             (Name::new("kept"), kept.clone()),

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use async_graphql::connection::Connection;
+use async_graphql::connection::{Connection, Edge, EmptyFields};
 use async_graphql::parser::types::{Field, Selection, SelectionSet};
 use async_graphql::registry::Registry;
 use async_graphql::resolver_utils::enum_value;
@@ -17,7 +17,6 @@ use chrono::{DateTime, Utc};
 use projections::read::{AttachmentRow, HistoryRow, TicketRow, UserRow, HISTORY_WITH_ROW};
 use serde::ser::{Error as _, SerializeMap};
 use serde::{Serialize, Serializer};
-use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use super::{app, caller};
@@ -188,34 +187,45 @@ impl TicketField {
     }
 }
 
-/// A ticket's plain fields, written as its resolvers answer them.
-struct PlainTicket<'a> {
-    row: &'a TicketRow,
-    fields: &'a [(&'a str, TicketField)],
+/// A field that is written from `T` alone, as its resolver answers it
+/// (see [`Plain`]).
+trait PlainField<T> {
+    fn write<M: SerializeMap>(&self, key: &str, from: T, map: &mut M) -> Result<(), M::Error>;
 }
 
-impl Serialize for PlainTicket<'_> {
+/// The object `fields` ask of `from`, each under its response key.
+struct Plain<'a, T, F> {
+    from: T,
+    fields: &'a [(&'a str, F)],
+}
+
+impl<T: Copy, F: PlainField<T>> Serialize for Plain<'_, T, F> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let row = self.row;
-        let unknown = |_| S::Error::custom("a stored value is unknown");
         let mut map = serializer.serialize_map(Some(self.fields.len()))?;
         for (key, field) in self.fields {
-            match field {
-                TicketField::Id => map.serialize_entry(key, &row.id)?,
-                TicketField::Title => map.serialize_entry(key, &row.title)?,
-                TicketField::Description => map.serialize_entry(key, &row.description)?,
-                TicketField::Priority => {
-                    map.serialize_entry(key, &enum_value(Priority::from_stored(&row.priority).map_err(unknown)?))?;
-                }
-                TicketField::Status => {
-                    map.serialize_entry(key, &enum_value(TicketStatus::from_stored(&row.status).map_err(unknown)?))?;
-                }
-                TicketField::CreatedAt => map.serialize_entry(key, &row.created_at.to_rfc3339())?,
-                TicketField::UpdatedAt => map.serialize_entry(key, &row.updated_at.to_rfc3339())?,
-                TicketField::Version => map.serialize_entry(key, &TicketFields::version_of(row))?,
-            }
+            field.write(key, self.from, &mut map)?;
         }
         map.end()
+    }
+}
+
+impl PlainField<&TicketRow> for TicketField {
+    fn write<M: SerializeMap>(&self, key: &str, row: &TicketRow, map: &mut M) -> Result<(), M::Error> {
+        let unknown = |_| M::Error::custom("a stored value is unknown");
+        match self {
+            Self::Id => map.serialize_entry(key, &row.id),
+            Self::Title => map.serialize_entry(key, &row.title),
+            Self::Description => map.serialize_entry(key, &row.description),
+            Self::Priority => {
+                map.serialize_entry(key, &enum_value(Priority::from_stored(&row.priority).map_err(unknown)?))
+            }
+            Self::Status => {
+                map.serialize_entry(key, &enum_value(TicketStatus::from_stored(&row.status).map_err(unknown)?))
+            }
+            Self::CreatedAt => map.serialize_entry(key, &row.created_at.to_rfc3339()),
+            Self::UpdatedAt => map.serialize_entry(key, &row.updated_at.to_rfc3339()),
+            Self::Version => map.serialize_entry(key, &TicketFields::version_of(row)),
+        }
     }
 }
 
@@ -230,7 +240,7 @@ impl OutputType for Ticket {
 
     async fn resolve(&self, ctx: &ContextSelectionSet<'_>, field: &Positioned<Field>) -> ServerResult<Value> {
         let fields = plan(&ctx.item.node, TicketField::of);
-        let plain = fields.as_deref().map(|fields| PlainTicket { row: self.row(), fields });
+        let plain = fields.as_deref().map(|fields| Plain { from: self.row(), fields });
         match as_json_text(ctx, plain) {
             Some(value) => Ok(value),
             None => OutputType::resolve(&self.0, ctx, field).await,
@@ -243,7 +253,7 @@ impl OutputType for Ticket {
 /// usual list page), through async-graphql's `Connection` otherwise.
 pub struct TicketPage(pub Connection<String, Ticket>);
 
-/// A field of a page of tickets, as [`PlainPage`] writes it.
+/// A plain field of a page of tickets.
 enum PageField<'a> {
     Edges(Vec<(&'a str, EdgeField<'a>)>),
     PageInfo(Vec<(&'a str, InfoField)>),
@@ -295,78 +305,51 @@ impl InfoField {
     }
 }
 
-struct PlainPage<'a> {
-    page: &'a Connection<String, Ticket>,
-    fields: &'a [(&'a str, PageField<'a>)],
-}
+type Page = Connection<String, Ticket>;
 
-impl Serialize for PlainPage<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let page = self.page;
-        let mut map = serializer.serialize_map(Some(self.fields.len()))?;
-        for (key, field) in self.fields {
-            match field {
-                PageField::Edges(fields) => map.serialize_entry(key, &PlainEdges { page, fields })?,
-                PageField::PageInfo(fields) => map.serialize_entry(key, &PlainInfo { page, fields })?,
-            }
+impl PlainField<&Page> for PageField<'_> {
+    fn write<M: SerializeMap>(&self, key: &str, page: &Page, map: &mut M) -> Result<(), M::Error> {
+        match self {
+            Self::Edges(fields) => map.serialize_entry(key, &PlainEdges { page, fields }),
+            Self::PageInfo(fields) => map.serialize_entry(key, &Plain { from: page, fields }),
         }
-        map.end()
     }
 }
 
 struct PlainEdges<'a> {
-    page: &'a Connection<String, Ticket>,
+    page: &'a Page,
     fields: &'a [(&'a str, EdgeField<'a>)],
 }
 
 impl Serialize for PlainEdges<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let fields = self.fields;
-        serializer.collect_seq(self.page.edges.iter().map(|edge| PlainEdge {
-            cursor: &edge.cursor,
-            node: &edge.node,
-            fields,
-        }))
+        serializer.collect_seq(self.page.edges.iter().map(|edge| Plain { from: edge, fields }))
     }
 }
 
-struct PlainEdge<'a> {
-    cursor: &'a str,
-    node: &'a Ticket,
-    fields: &'a [(&'a str, EdgeField<'a>)],
-}
-
-impl Serialize for PlainEdge<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(self.fields.len()))?;
-        for (key, field) in self.fields {
-            match field {
-                EdgeField::Cursor => map.serialize_entry(key, self.cursor)?,
-                EdgeField::Node(fields) => map.serialize_entry(key, &PlainTicket { row: self.node.row(), fields })?,
-            }
+impl PlainField<&Edge<String, Ticket, EmptyFields>> for EdgeField<'_> {
+    fn write<M: SerializeMap>(
+        &self,
+        key: &str,
+        edge: &Edge<String, Ticket, EmptyFields>,
+        map: &mut M,
+    ) -> Result<(), M::Error> {
+        match self {
+            Self::Cursor => map.serialize_entry(key, &edge.cursor),
+            Self::Node(fields) => map.serialize_entry(key, &Plain { from: edge.node.row(), fields }),
         }
-        map.end()
     }
 }
 
-struct PlainInfo<'a> {
-    page: &'a Connection<String, Ticket>,
-    fields: &'a [(&'a str, InfoField)],
-}
-
-impl Serialize for PlainInfo<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let page = self.page;
-        let mut map = serializer.serialize_map(Some(self.fields.len()))?;
-        for (key, field) in self.fields {
-            match field {
-                InfoField::HasPreviousPage => map.serialize_entry(key, &page.has_previous_page)?,
-                InfoField::HasNextPage => map.serialize_entry(key, &page.has_next_page)?,
-                InfoField::StartCursor => map.serialize_entry(key, &page.edges.first().map(|e| &e.cursor))?,
-                InfoField::EndCursor => map.serialize_entry(key, &page.edges.last().map(|e| &e.cursor))?,
-            }
+impl PlainField<&Page> for InfoField {
+    fn write<M: SerializeMap>(&self, key: &str, page: &Page, map: &mut M) -> Result<(), M::Error> {
+        match self {
+            Self::HasPreviousPage => map.serialize_entry(key, &page.has_previous_page),
+            Self::HasNextPage => map.serialize_entry(key, &page.has_next_page),
+            Self::StartCursor => map.serialize_entry(key, &page.edges.first().map(|e| &e.cursor)),
+            Self::EndCursor => map.serialize_entry(key, &page.edges.last().map(|e| &e.cursor)),
         }
-        map.end()
     }
 }
 
@@ -381,7 +364,7 @@ impl OutputType for TicketPage {
 
     async fn resolve(&self, ctx: &ContextSelectionSet<'_>, field: &Positioned<Field>) -> ServerResult<Value> {
         let fields = plan(&ctx.item.node, PageField::of);
-        let plain = fields.as_deref().map(|fields| PlainPage { page: &self.0, fields });
+        let plain = fields.as_deref().map(|fields| Plain { from: &self.0, fields });
         match as_json_text(ctx, plain) {
             Some(value) => Ok(value),
             None => OutputType::resolve(&self.0, ctx, field).await,
@@ -549,16 +532,9 @@ impl History {
     fn actor(&self, row: &HistoryRow) -> Option<&Arc<UserRow>> {
         row.actor_id.and_then(|id| self.actors.get(&id))
     }
-
-    /// The entries as JSON text, written straight from the rows, when every
-    /// entry asks for plain fields only; `None` otherwise.
-    fn plain_json(&self, selection: &SelectionSet) -> Option<Box<RawValue>> {
-        let fields = plan(selection, EntryField::of)?;
-        serde_json::value::to_raw_value(&PlainEntries { history: self, fields: &fields }).ok()
-    }
 }
 
-/// A plain field of an [`AuditEntry`], as [`History::plain_json`] writes it.
+/// A plain field of an [`AuditEntry`].
 enum EntryField<'a> {
     Sequence,
     At,
@@ -614,65 +590,43 @@ struct PlainEntries<'a> {
 
 impl Serialize for PlainEntries<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let history = self.history;
-        serializer.collect_seq(history.rows().map(|row| PlainEntry {
-            row,
-            actor: history.actor(row),
-            fields: self.fields,
-        }))
+        let (history, fields) = (self.history, self.fields);
+        let entry = |row| Plain { from: (row, history.actor(row).map(AsRef::as_ref)), fields };
+        serializer.collect_seq(history.rows().map(entry))
     }
 }
 
-struct PlainEntry<'a> {
-    row: &'a HistoryRow,
-    actor: Option<&'a Arc<UserRow>>,
-    fields: &'a [(&'a str, EntryField<'a>)],
-}
-
-impl Serialize for PlainEntry<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let row = self.row;
-        let mut map = serializer.serialize_map(Some(self.fields.len()))?;
-        for (key, field) in self.fields {
-            match field {
-                EntryField::Sequence => map.serialize_entry(key, &AuditEntry::sequence_of(row))?,
-                EntryField::At => map.serialize_entry(key, &row.at.to_rfc3339())?,
-                EntryField::Action => map.serialize_entry(key, &row.action)?,
-                EntryField::Field => map.serialize_entry(key, &row.field)?,
-                EntryField::From => map.serialize_entry(key, &row.from_value)?,
-                EntryField::To => map.serialize_entry(key, &row.to_value)?,
-                EntryField::Actor(fields) => {
-                    map.serialize_entry(key, &self.actor.map(|user| PlainUser { user, fields }))?;
-                }
-            }
+impl PlainField<(&HistoryRow, Option<&UserRow>)> for EntryField<'_> {
+    fn write<M: SerializeMap>(
+        &self,
+        key: &str,
+        (row, actor): (&HistoryRow, Option<&UserRow>),
+        map: &mut M,
+    ) -> Result<(), M::Error> {
+        match self {
+            Self::Sequence => map.serialize_entry(key, &AuditEntry::sequence_of(row)),
+            Self::At => map.serialize_entry(key, &row.at.to_rfc3339()),
+            Self::Action => map.serialize_entry(key, &row.action),
+            Self::Field => map.serialize_entry(key, &row.field),
+            Self::From => map.serialize_entry(key, &row.from_value),
+            Self::To => map.serialize_entry(key, &row.to_value),
+            Self::Actor(fields) => map.serialize_entry(key, &actor.map(|user| Plain { from: user, fields })),
         }
-        map.end()
     }
 }
 
-struct PlainUser<'a> {
-    user: &'a UserRow,
-    fields: &'a [(&'a str, UserField)],
-}
-
-impl Serialize for PlainUser<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let user = self.user;
-        let mut map = serializer.serialize_map(Some(self.fields.len()))?;
-        for (key, field) in self.fields {
-            match field {
-                UserField::Id => map.serialize_entry(key, &user.id)?,
-                UserField::Email => map.serialize_entry(key, &user.email)?,
-                UserField::DisplayName => map.serialize_entry(key, &user.display_name)?,
-                UserField::Role => {
-                    let role =
-                        Role::from_stored(&user.role).map_err(|_| S::Error::custom("a stored role is unknown"))?;
-                    map.serialize_entry(key, &enum_value(role))?;
-                }
-                UserField::CreatedAt => map.serialize_entry(key, &user.created_at.to_rfc3339())?,
+impl PlainField<&UserRow> for UserField {
+    fn write<M: SerializeMap>(&self, key: &str, user: &UserRow, map: &mut M) -> Result<(), M::Error> {
+        match self {
+            Self::Id => map.serialize_entry(key, &user.id),
+            Self::Email => map.serialize_entry(key, &user.email),
+            Self::DisplayName => map.serialize_entry(key, &user.display_name),
+            Self::Role => {
+                let role = Role::from_stored(&user.role).map_err(|_| M::Error::custom("a stored role is unknown"))?;
+                map.serialize_entry(key, &enum_value(role))
             }
+            Self::CreatedAt => map.serialize_entry(key, &user.created_at.to_rfc3339()),
         }
-        map.end()
     }
 }
 
@@ -690,11 +644,10 @@ impl OutputType for History {
     }
 
     async fn resolve(&self, ctx: &ContextSelectionSet<'_>, field: &Positioned<Field>) -> ServerResult<Value> {
-        // Written as text where the HTTP handler splices it in (`spliced`).
-        if let Some(info) = ctx.data_opt::<super::RequestInfo>() {
-            if let Some(text) = self.plain_json(&ctx.item.node) {
-                return Ok(info.texts.keep(text));
-            }
+        let fields = plan(&ctx.item.node, EntryField::of);
+        let plain = fields.as_deref().map(|fields| PlainEntries { history: self, fields });
+        if let Some(value) = as_json_text(ctx, plain) {
+            return Ok(value);
         }
         let entries: Vec<AuditEntry> =
             self.rows().map(|row| AuditEntry(row.clone(), self.actor(row).cloned())).collect();
@@ -828,7 +781,7 @@ mod tests {
         let document = parse_query(format!("{{ {selection} }}")).unwrap();
         let DocumentOperations::Single(operation) = document.operations else { unreachable!("one operation") };
         let fields = plan(&operation.node.selection_set.node, TicketField::of)?;
-        Some(serde_json::to_value(PlainTicket { row: ticket().row(), fields: &fields }).unwrap())
+        Some(serde_json::to_value(Plain { from: ticket().row(), fields: &fields }).unwrap())
     }
 
     fn history() -> History {
@@ -866,7 +819,11 @@ mod tests {
     fn entries(selection: &str) -> Option<Value> {
         let document = parse_query(format!("{{ {selection} }}")).unwrap();
         let DocumentOperations::Single(operation) = document.operations else { unreachable!("one operation") };
-        history().plain_json(&operation.node.selection_set.node).map(|text| serde_json::from_str(text.get()).unwrap())
+        let fields = plan(&operation.node.selection_set.node, EntryField::of)?;
+        Some(
+            Value::from_json(serde_json::to_value(PlainEntries { history: &history(), fields: &fields }).unwrap())
+                .unwrap(),
+        )
     }
 
     #[test]
