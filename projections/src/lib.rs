@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod batch;
+mod by_position;
 pub mod projector;
 pub mod read;
 pub mod views;

@@ -26,6 +26,7 @@ use tokio::sync::{watch, Notify};
 use uuid::Uuid;
 
 use crate::batch::{apply_postgres, apply_sqlite, Batch};
+use crate::by_position::by_position;
 use crate::views::{account_writes, ticket_writes, Meta};
 use crate::writes::Write;
 
@@ -49,18 +50,20 @@ pub struct Checkpoint {
     pub position: i64,
 }
 
-#[derive(sqlx::FromRow)]
-struct EventRow {
-    position: i64,
-    transaction_id: i64,
-    aggregate_type: String,
-    aggregate_id: String,
-    sequence: i64,
-    event_version: String,
-    /// JSON text, decoded once straight into the typed event.
-    payload: String,
-    metadata: String,
-    recorded_at: DateTime<Utc>,
+by_position! {
+    /// An event as `READ_POSTGRES` and `READ_SQLITE` select it.
+    struct EventRow {
+        position: i64,
+        transaction_id: i64,
+        aggregate_type: String,
+        aggregate_id: String,
+        sequence: i64,
+        event_version: String,
+        /// JSON text, decoded once straight into the typed event.
+        payload: String,
+        metadata: String,
+        recorded_at: DateTime<Utc>,
+    }
 }
 
 /// Ordered by the table's columns, not the selected alias of the same name,

@@ -16,86 +16,26 @@ use uuid::Uuid;
 
 use std::sync::Arc;
 
+use crate::by_position::by_position;
 use crate::projector::{Checkpoint, Projected};
 
-/// A row of `tickets`, decoded from the columns of `ticket_columns!` by
-/// position (see its `FromRow`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct TicketRow {
-    pub id: Uuid,
-    pub title: String,
-    pub description: String,
-    pub priority: String,
-    pub priority_rank: i16,
-    pub status: String,
-    pub reporter_id: Uuid,
-    pub assignee_id: Option<Uuid>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    pub version: i64,
-    pub notes_envelope: Option<String>,
-    pub deleted_at: Option<DateTime<Utc>>,
-}
-
-/// Column `index` of `row`, which `ticket_columns!` names `name`. A page
-/// of 50 tickets decodes 650 columns, and looking each up by name and
-/// checking its type cost a page about a twentieth of the server's CPU:
-/// release builds take the column at its position, unchecked; debug builds
-/// (every test) check its name and type as the derived decoder would.
-fn column<'r, R, T>(row: &'r R, index: usize, name: &str) -> Result<T, sqlx::Error>
-where
-    R: sqlx::Row,
-    usize: sqlx::ColumnIndex<R>,
-    T: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-{
-    if cfg!(debug_assertions) {
-        if row.columns().get(index).map(sqlx::Column::name) != Some(name) {
-            return Err(sqlx::Error::ColumnNotFound(format!("{name} at {index}")));
-        }
-        row.try_get(index)
-    } else {
-        row.try_get_unchecked(index)
-    }
-}
-
-impl<'r, R> sqlx::FromRow<'r, R> for TicketRow
-where
-    R: sqlx::Row,
-    usize: sqlx::ColumnIndex<R>,
-    Uuid: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    i16: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    DateTime<Utc>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-{
-    fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
-        // The fields in the order of `ticket_columns!`, each at its place.
-        macro_rules! in_order {
-            ($($field:ident),+) => {{
-                let mut index = 0;
-                Self {
-                    $($field: {
-                        index += 1;
-                        column(row, index - 1, stringify!($field))?
-                    }),+
-                }
-            }};
-        }
-        Ok(in_order!(
-            id,
-            title,
-            description,
-            priority,
-            priority_rank,
-            status,
-            reporter_id,
-            assignee_id,
-            created_at,
-            updated_at,
-            version,
-            notes_envelope,
-            deleted_at
-        ))
+by_position! {
+    /// A row of `tickets`: the columns of `ticket_columns!`, in order.
+    #[derive(Debug, Clone, PartialEq)]
+    pub struct TicketRow {
+        pub id: Uuid,
+        pub title: String,
+        pub description: String,
+        pub priority: String,
+        pub priority_rank: i16,
+        pub status: String,
+        pub reporter_id: Uuid,
+        pub assignee_id: Option<Uuid>,
+        pub created_at: DateTime<Utc>,
+        pub updated_at: DateTime<Utc>,
+        pub version: i64,
+        pub notes_envelope: Option<String>,
+        pub deleted_at: Option<DateTime<Utc>>,
     }
 }
 
