@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use api::state::AppState;
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{SubsecRound, Utc};
 use commands::db::Db;
 use commands::on_db;
 use cqrs_es::DomainEvent as _;
@@ -25,6 +25,7 @@ use domain::sealed::SealedField;
 use domain::ticket::TicketEvent;
 use domain::values::{Priority, Role, Status, TicketId, UserId};
 use futures_util::TryStreamExt;
+use projections::projector::EventRow as ProjectorRow;
 use serde_json::Value;
 use sqlx::QueryBuilder;
 use uuid::Uuid;
@@ -165,28 +166,14 @@ pub async fn seed(
     Ok(())
 }
 
-#[derive(sqlx::FromRow)]
-#[allow(dead_code)]
-struct Scanned {
-    position: i64,
-    transaction_id: i64,
-    aggregate_type: String,
-    aggregate_id: String,
-    sequence: i64,
-    event_version: String,
-    payload: String,
-    metadata: String,
-    recorded_at: DateTime<Utc>,
-}
-
 const SCAN_POSTGRES: &str = "SELECT position, transaction_id::text::bigint AS transaction_id, aggregate_type, \
     aggregate_id, sequence, event_version, payload::text AS payload, metadata::text AS metadata, recorded_at \
     FROM events ORDER BY events.transaction_id, events.position";
 const SCAN_SQLITE: &str = "SELECT position, 0 AS transaction_id, aggregate_type, aggregate_id, sequence, \
     event_version, json(payload) AS payload, json(metadata) AS metadata, recorded_at FROM events ORDER BY position";
 
-/// Reads every event in the projector's order, each row decoded into the
-/// projector's column types; answers the count and time.
+/// Reads every event in the projector's order, each row decoded by the
+/// projector's own decoder (`ProjectorRow`); answers the count and time.
 ///
 /// # Errors
 /// When the store fails.
@@ -195,7 +182,7 @@ pub async fn scan(db: &Db) -> anyhow::Result<(u64, Duration)> {
     let sql = if db.is_postgres() { SCAN_POSTGRES } else { SCAN_SQLITE };
     let mut seen = 0u64;
     on_db!(db, pool => {
-        let mut rows = sqlx::query_as::<_, Scanned>(sql).fetch(pool);
+        let mut rows = sqlx::query_as::<_, ProjectorRow>(sql).fetch(pool);
         while rows.try_next().await?.is_some() {
             seen += 1;
         }

@@ -51,8 +51,9 @@ pub struct Checkpoint {
 }
 
 by_position! {
-    /// An event as `READ_POSTGRES` and `READ_SQLITE` select it.
-    struct EventRow {
+    /// An event as `READ_POSTGRES` and `READ_SQLITE` select it (public so
+    /// the benchmark's event scan decodes rows exactly as the projector does).
+    pub struct EventRow {
         position: i64,
         transaction_id: i64,
         aggregate_type: String,
