@@ -1,7 +1,7 @@
 //! Settings: command-line flags with environment equivalents (DESIGN §7),
 //! read once at start-up. Secrets are wrapped so they never print.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
@@ -64,6 +64,10 @@ pub struct Options {
     /// Serve GraphQL introspection (and so GraphiQL's schema view).
     #[arg(long, env = "TICKETS_INTROSPECTION", default_value_t = true, action = clap::ArgAction::Set, global = true)]
     pub introspection: bool,
+    /// Addresses of reverse proxies whose `X-Forwarded-For` names the
+    /// client (comma-separated); nobody else's is believed.
+    #[arg(long, env = "TICKETS_TRUSTED_PROXIES", value_delimiter = ',', global = true)]
+    pub trusted_proxies: Vec<IpAddr>,
 }
 
 /// Typed settings, secrets wrapped.
@@ -81,6 +85,8 @@ pub struct Settings {
     pub admin_email: Option<String>,
     pub admin_password: Option<SecretString>,
     pub introspection: bool,
+    /// Reverse proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<IpAddr>,
 }
 
 impl From<Options> for Settings {
@@ -104,6 +110,7 @@ impl From<Options> for Settings {
             admin_email: options.admin_email.filter(|s| !s.is_empty()),
             admin_password: options.admin_password.filter(|s| !s.is_empty()).map(SecretString::from),
             introspection: options.introspection,
+            trusted_proxies: options.trusted_proxies,
         }
     }
 }
@@ -127,6 +134,7 @@ impl Settings {
             admin_email: None,
             admin_password: None,
             introspection: true,
+            trusted_proxies: Vec::new(),
         }
     }
 }

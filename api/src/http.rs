@@ -1,14 +1,14 @@
 //! The HTTP edge: routes, the GraphQL endpoint, health and readiness, and
 //! the server's life cycle (build, serve, drain on SIGINT/SIGTERM).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use async_graphql::http::GraphiQLSource;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
@@ -77,6 +77,28 @@ async fn graphiql() -> impl IntoResponse {
     Html(GraphiQLSource::build().endpoint("/graphql").finish())
 }
 
+/// The address sign-ins and sign-ups are throttled by: the peer's, unless
+/// the peer is a trusted reverse proxy. Then it is the nearest address in
+/// `X-Forwarded-For` that is not itself a trusted proxy (each proxy appends
+/// the address it received from, so everything left of that may be forged
+/// by the client). A header that does not parse is ignored.
+fn client_address(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[IpAddr]) -> String {
+    let Some(peer) = peer else { return "local".to_owned() };
+    if !trusted.contains(&peer) {
+        return peer.to_string();
+    }
+    let forwarded: Option<Vec<IpAddr>> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .map(|value| value.to_str().ok())
+        .collect::<Option<Vec<_>>>()
+        .and_then(|values| values.iter().flat_map(|v| v.split(',')).map(|a| a.trim().parse().ok()).collect());
+    forwarded
+        .and_then(|chain| chain.iter().rev().find(|address| !trusted.contains(address)).copied())
+        .unwrap_or(peer)
+        .to_string()
+}
+
 /// A GraphQL-shaped error for requests that never reach the schema.
 pub fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
     let body = json!({ "errors": [{ "message": message, "extensions": { "code": code } }] });
@@ -89,7 +111,8 @@ async fn graphql(
     request: Request,
 ) -> Response {
     let (parts, body) = request.into_parts();
-    let client = connect.map_or_else(|| "local".to_owned(), |Extension(ConnectInfo(addr))| addr.ip().to_string());
+    let peer = connect.map(|Extension(ConnectInfo(address))| address.ip());
+    let client = client_address(peer, &parts.headers, &state.app.settings.trusted_proxies);
     // Recorded on events for ever: only a short id of plain characters is
     // taken from the client; anything else is replaced.
     let request_id = parts
@@ -298,4 +321,52 @@ async fn shutdown_signal() {
         () = terminate => {}
     }
     tracing::info!("stop signal received; draining");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn forwarded(values: &[&str]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for value in values {
+            headers.append("x-forwarded-for", value.parse().expect("a header value"));
+        }
+        headers
+    }
+
+    #[test]
+    fn only_trusted_proxies_name_the_client() {
+        let ip = |text: &str| text.parse::<IpAddr>().expect("an address");
+        let proxies = [ip("10.0.0.1"), ip("10.0.0.2")];
+        let cases: &[(&str, &[&str], &[IpAddr], &str)] = &[
+            ("no proxy trusted: the header is anyone's", &["203.0.113.7"], &[], "192.0.2.1"),
+            ("an untrusted peer's header is ignored", &["203.0.113.7"], &proxies, "192.0.2.1"),
+            ("a trusted proxy names its client", &["203.0.113.7"], &[ip("192.0.2.1")], "203.0.113.7"),
+            (
+                "a forged entry left of the proxy's is skipped",
+                &["198.51.100.9, 203.0.113.7"],
+                &[ip("192.0.2.1")],
+                "203.0.113.7",
+            ),
+            (
+                "chained trusted proxies are walked past",
+                &["203.0.113.7, 10.0.0.2", "10.0.0.1"],
+                &[ip("192.0.2.1"), ip("10.0.0.1"), ip("10.0.0.2")],
+                "203.0.113.7",
+            ),
+            ("a trusted proxy without the header is the client", &[], &[ip("192.0.2.1")], "192.0.2.1"),
+            (
+                "a header that does not parse is ignored",
+                &["203.0.113.7, not-an-address"],
+                &[ip("192.0.2.1")],
+                "192.0.2.1",
+            ),
+            ("IPv6 clients", &["2001:db8::7"], &[ip("192.0.2.1")], "2001:db8::7"),
+        ];
+        for (case, header, trusted, expected) in cases {
+            assert_eq!(client_address(Some(ip("192.0.2.1")), &forwarded(header), trusted), *expected, "{case}");
+        }
+        assert_eq!(client_address(None, &forwarded(&["203.0.113.7"]), &proxies), "local");
+    }
 }

@@ -292,6 +292,43 @@ async fn login_is_rate_limited_per_email(store: Store) {
     app.shutdown().await;
 }
 
+/// Sign-ins from behind a trusted reverse proxy are throttled by the
+/// address the proxy names, so one client spending its budget does not
+/// lock out everyone else behind the same proxy.
+async fn sign_ins_behind_a_trusted_proxy_are_throttled_per_client(store: Store) {
+    let mut app = TestApp::spawn(store).await;
+    let mut settings = app.settings.clone();
+    settings.trusted_proxies = vec!["127.0.0.1".parse().expect("an address")];
+    app.restart(settings).await;
+    let login_from = |client: &'static str, n: usize| {
+        let body = json!({ "query": LOGIN, "variables": { "email": format!("nobody{n}@example.com"), "password": "wrong-Kettle-99" } });
+        let request =
+            app.client().post(format!("{}/graphql", app.address())).header("x-forwarded-for", client).json(&body);
+        async move { request.send().await.expect("the server answers").json::<Value>().await.expect("JSON") }
+    };
+
+    // 60 a minute per client, refilled one a second: a slow (debug) hash
+    // may earn a few more attempts.
+    let started = std::time::Instant::now();
+    let mut limited = None;
+    for n in 0..120 {
+        if error_code(&login_from("203.0.113.7", n).await).as_deref() == Some("TOO_MANY_REQUESTS") {
+            limited = Some(n);
+            break;
+        }
+    }
+    let refilled = usize::try_from(started.elapsed().as_secs()).unwrap_or(usize::MAX) + 1;
+    assert!(
+        limited.is_some_and(|n| (60..=60 + refilled).contains(&n)),
+        "throttled after 60 ({limited:?}, +{refilled})"
+    );
+    // The same client is still throttled; another one behind the proxy is not.
+    assert_code(&login_from("203.0.113.7", 1000).await, "TOO_MANY_REQUESTS");
+    assert_code(&login_from("203.0.113.8", 1001).await, "UNAUTHENTICATED");
+
+    app.shutdown().await;
+}
+
 /// Two admins demote each other at the same moment through two replicas
 /// (DESIGN §8): one of them must stay an admin.
 async fn last_admin_survives_concurrent_demotions_across_replicas(store: Store) {
@@ -327,4 +364,5 @@ both_stores!(
     bad_access_tokens_are_unauthenticated,
     demotion_and_disabling_bite_at_once,
     login_is_rate_limited_per_email,
+    sign_ins_behind_a_trusted_proxy_are_throttled_per_client,
 );
