@@ -67,11 +67,21 @@ impl KeyRing {
         if tickets.is_empty() {
             return Ok(HashMap::new());
         }
-        let rows: Vec<(Uuid, String, String)> = on_db!(&self.db, pool => {
-            let mut sql = sqlx::QueryBuilder::new("SELECT ticket_id, kid, wrapped FROM data_keys WHERE ticket_id IN ");
-            crate::db::push_id_list(&mut sql, tickets);
-            sql.build_query_as().fetch_all(pool).await
-        })?;
+        let rows: Vec<(Uuid, String, String)> = match &self.db {
+            // One statement whatever the count: as an `IN` list, a
+            // rebuild's batch of 4,000 tickets was a new statement of
+            // 4,000 parameters for PostgreSQL to parse and plan each time.
+            Db::Postgres(pool) => {
+                const ANY: &str = "SELECT ticket_id, kid, wrapped FROM data_keys WHERE ticket_id = ANY($1)";
+                sqlx::query_as(ANY).bind(tickets).fetch_all(pool).await
+            }
+            Db::Sqlite(pool) => {
+                let mut sql =
+                    sqlx::QueryBuilder::new("SELECT ticket_id, kid, wrapped FROM data_keys WHERE ticket_id IN ");
+                crate::db::push_id_list(&mut sql, tickets);
+                sql.build_query_as().fetch_all(pool).await
+            }
+        }?;
         rows.into_iter()
             .map(|(ticket, kid, ciphertext)| Ok((ticket, self.master.unwrap(ticket, &WrappedKey { kid, ciphertext })?)))
             .collect()

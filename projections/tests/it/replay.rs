@@ -7,6 +7,7 @@ use domain::account::AccountCommand;
 use domain::ticket::{AssigneeChange, TicketCommand, TicketUpdate};
 use domain::values::{Priority, Role, Status};
 use projections::read::{HistoryRow, TicketParts, TicketQuery, HISTORY_WITH_ROW};
+use projections::views::ERASED;
 
 use crate::fixture::{self, admin, App};
 
@@ -123,6 +124,43 @@ async fn rebuild_over_several_batches(db: Db) {
     assert_eq!(app.assert_read_models_match_events().await, i64::try_from(total).unwrap());
 }
 test_support::store_test!(rebuild_over_several_batches);
+
+// Crypto-shredding (DESIGN §6): once a ticket's data key is destroyed, a
+// rebuild can no longer open its text and shows it erased, while who did
+// what and when stays; other tickets keep theirs. The batch's keys are
+// read together, the destroyed one simply absent.
+async fn a_shredded_ticket_rebuilds_as_erased(db: Db) {
+    let app = App::new(db);
+    let reporter = app.register("reporter@example.com", Role::Employee).await;
+    let kept = app.open_ticket(reporter, "Monitor flickers").await;
+    let shredded =
+        fixture::open_ticket_with_evidence(&app.write, &app.keys, reporter, "Payroll export", &["salaries.png"]).await;
+    app.update(shredded, TicketUpdate { status: Some(Status::InProgress), ..Default::default() }).await;
+    app.settle().await;
+    let history = format!("{:?}", app.read.history(shredded.as_uuid()).await.unwrap());
+
+    commands::on_db!(&app.db, pool => sqlx::query("DELETE FROM data_keys WHERE ticket_id = $1")
+        .bind(shredded.as_uuid()).execute(pool).await.map(|_| ()))
+    .expect("key destroyed");
+    let keys = app.keys.get_many(&[kept.as_uuid(), shredded.as_uuid()]).await.unwrap();
+    assert_eq!(keys.keys().collect::<Vec<_>>(), [&kept.as_uuid()], "only the kept ticket's key is left");
+
+    app.projector.rebuild().await.unwrap();
+    app.settle().await;
+    let erased = app.read.ticket(shredded.as_uuid()).await.unwrap().expect("the ticket is still there");
+    assert_eq!((erased.title.as_str(), erased.description.as_str()), (ERASED, ERASED));
+    assert_eq!(erased.status, "IN_PROGRESS");
+    let attachments = app.read.attachments(shredded.as_uuid()).await.unwrap();
+    assert_eq!(attachments.iter().map(|a| a.filename.as_str()).collect::<Vec<_>>(), [ERASED]);
+    // Who did what, and when, stays; the file's name was text too.
+    let after = format!("{:?}", app.read.history(shredded.as_uuid()).await.unwrap());
+    assert_eq!(after, history.replace("salaries.png", ERASED));
+    let search = TicketQuery { search: Some("payroll".into()), limit: 10, ..TicketQuery::default() };
+    assert!(app.read.tickets(&search).await.unwrap().is_empty(), "its text is not searchable either");
+    let intact = app.read.ticket(kept.as_uuid()).await.unwrap().expect("the other ticket");
+    assert_eq!(intact.title, "Monitor flickers");
+}
+test_support::store_test!(a_shredded_ticket_rebuilds_as_erased);
 
 // A detail reads a ticket's row and parts together (on PostgreSQL in one
 // statement, the parts as JSON): the same rows as read one by one, for
