@@ -7,7 +7,10 @@
 //!   (`bench_events`, `bench_views`, dropped afterwards) shaped like
 //!   `events` and `tickets`, so the projector never sees these rows.
 //! - page: the employee's first page straight from the `tickets` read
-//!   model: `WHERE reporter_id = $1 ORDER BY created_at DESC, id DESC LIMIT`.
+//!   model: `WHERE reporter_id = $1 ORDER BY created_at DESC, id DESC LIMIT`,
+//!   its rows decoded into the server's own `TicketRow`, as the event scan
+//!   decodes into the projector's `EventRow`: the reference pays what the
+//!   server's decoding costs, no more.
 //!
 //! Each client writes to streams of its own, so there are no conflicts. On
 //! SQLite the transaction is `BEGIN IMMEDIATE` (a read-then-write deferred
@@ -18,6 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use projections::read::TicketRow;
 use serde_json::{json, Value};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -55,26 +59,6 @@ const UPSERT: &str = "INSERT INTO bench_views (id, status, version, updated_at) 
 const PAGE: &str = "SELECT id, title, description, priority, priority_rank, status, reporter_id, assignee_id, \
     created_at, updated_at, version, notes_envelope, deleted_at FROM tickets \
     WHERE reporter_id = $1 AND deleted_at IS NULL ORDER BY created_at DESC, id DESC LIMIT 51";
-
-/// A page row decoded the usual way, by sqlx's derived decoder (the
-/// server's own `TicketRow` takes its columns by position).
-#[derive(sqlx::FromRow)]
-#[allow(dead_code)]
-struct PageRow {
-    id: Uuid,
-    title: String,
-    description: String,
-    priority: String,
-    priority_rank: i16,
-    status: String,
-    reporter_id: Uuid,
-    assignee_id: Option<Uuid>,
-    created_at: chrono::DateTime<chrono::Utc>,
-    updated_at: chrono::DateTime<chrono::Utc>,
-    version: i64,
-    notes_envelope: Option<String>,
-    deleted_at: Option<chrono::DateTime<chrono::Utc>>,
-}
 
 /// Streams each client cycles through.
 const STREAMS_PER_CLIENT: u64 = 64;
@@ -183,7 +167,7 @@ impl Pool {
     }
 
     async fn page(&self, reporter: Uuid) -> Result<usize, sqlx::Error> {
-        let rows: Vec<PageRow> = match self {
+        let rows: Vec<TicketRow> = match self {
             Pool::Postgres(pool) => sqlx::query_as(PAGE).bind(reporter).fetch_all(pool).await?,
             Pool::Sqlite(pool) => sqlx::query_as(PAGE).bind(reporter).fetch_all(pool).await?,
         };

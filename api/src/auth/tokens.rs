@@ -15,7 +15,7 @@
 
 use std::fmt::{self, Write as _};
 use std::num::NonZeroUsize;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -67,13 +67,12 @@ pub struct AccessClaims {
 
 /// Signing and verification keys plus the pinned validation rules; kept in
 /// application state.
-#[derive(Clone)]
 pub struct JwtKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
     /// Tokens that verified, by their whole text: their subject and expiry.
-    verified: Arc<Mutex<LruCache<String, (Uuid, i64)>>>,
+    verified: Mutex<LruCache<String, (Uuid, i64)>>,
 }
 
 impl fmt::Debug for JwtKeys {
@@ -106,7 +105,7 @@ impl JwtKeys {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
             validation,
-            verified: Arc::new(Mutex::new(verified)),
+            verified: Mutex::new(verified),
         })
     }
 
