@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use api::state::AppState;
 use chrono::{SubsecRound, Utc};
 use commands::db::Db;
+use commands::json_text::JsonText;
 use commands::on_db;
 use cqrs_es::DomainEvent as _;
 use domain::sealed::SealedField;
@@ -117,8 +118,8 @@ async fn insert(db: &Db, rows: &[EventRow]) -> anyhow::Result<()> {
                 .push_bind(row.sequence)
                 .push_bind(&row.event_type)
                 .push_bind(&row.event_version)
-                .push_bind(&row.payload)
-                .push_bind(&row.metadata);
+                .push_bind(JsonText(&row.payload))
+                .push_bind(JsonText(&row.metadata));
         });
         sql.build().execute(pool).await?;
     });
@@ -170,7 +171,7 @@ const SCAN_POSTGRES: &str = "SELECT position, transaction_id::text::bigint AS tr
     aggregate_id, sequence, event_version, payload::text AS payload, metadata::text AS metadata, recorded_at \
     FROM events ORDER BY events.transaction_id, events.position";
 const SCAN_SQLITE: &str = "SELECT position, 0 AS transaction_id, aggregate_type, aggregate_id, sequence, \
-    event_version, json(payload) AS payload, json(metadata) AS metadata, recorded_at FROM events ORDER BY position";
+    event_version, payload, metadata, recorded_at FROM events ORDER BY position";
 
 /// Reads every event in the projector's order, each row decoded by the
 /// projector's own decoder (`ProjectorRow`); answers the count and time.

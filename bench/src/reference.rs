@@ -2,8 +2,9 @@
 //! same concurrency, on the same database, in the same run.
 //!
 //! - write: one transaction reads a stream's last sequence, inserts one
-//!   event row (a ~430-byte JSON payload plus metadata) and upserts a view
-//!   row — what a mutation minimally costs. It runs on tables of its own
+//!   event row (a ~430-byte JSON payload plus metadata, bound and stored
+//!   as `json` as the server's events are) and upserts a view row — what a
+//!   mutation minimally costs. It runs on tables of its own
 //!   (`bench_events`, `bench_views`, dropped afterwards) shaped like
 //!   `events` and `tickets`, so the projector never sees these rows.
 //! - page: the employee's first page straight from the `tickets` read
@@ -21,6 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use commands::json_text::JsonText;
 use projections::read::TicketRow;
 use serde_json::{json, Value};
 use sqlx::postgres::PgPoolOptions;
@@ -34,7 +36,7 @@ use crate::driver::{closed_loop, Measured};
 const PG_TABLES: &str = "
 CREATE TABLE IF NOT EXISTS bench_events (
     aggregate_type text NOT NULL, aggregate_id text NOT NULL, sequence bigint NOT NULL,
-    event_type text NOT NULL, event_version text NOT NULL, payload jsonb NOT NULL, metadata jsonb NOT NULL,
+    event_type text NOT NULL, event_version text NOT NULL, payload json NOT NULL, metadata json NOT NULL,
     position bigserial NOT NULL UNIQUE, transaction_id xid8 NOT NULL DEFAULT pg_current_xact_id(),
     recorded_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (aggregate_type, aggregate_id, sequence));
@@ -128,8 +130,8 @@ impl Pool {
                     .bind("Ticket")
                     .bind(args.0)
                     .bind(args.1)
-                    .bind(payload)
-                    .bind(metadata)
+                    .bind(JsonText(payload))
+                    .bind(JsonText(metadata))
                     .execute(&mut *tx)
                     .await?;
                 sqlx::query(UPSERT).bind(stream).bind("IN_PROGRESS").bind(args.1).bind(now).execute(&mut *tx).await?;
@@ -144,8 +146,8 @@ impl Pool {
                         .bind("Ticket")
                         .bind(stream)
                         .bind(last + 1)
-                        .bind(payload)
-                        .bind(metadata)
+                        .bind(JsonText(payload))
+                        .bind(JsonText(metadata))
                         .execute(&mut *conn)
                         .await?;
                     sqlx::query(UPSERT)

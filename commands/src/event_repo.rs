@@ -19,6 +19,7 @@ use serde_json::Value;
 use sqlite_es::SqliteEventRepository;
 use sqlx::{Postgres, QueryBuilder, SqlitePool};
 
+use crate::json_text::JsonText;
 use crate::keys::NewKeys;
 use crate::statements::{self, PgStatements, Statements};
 
@@ -38,7 +39,7 @@ pub struct StoredStream {
 /// `current_snapshot` rides in the events' `sequence` slot of row 0.
 const LOAD_POSTGRES: &str = "
 SELECT 0 AS kind, last_sequence AS sequence, current_snapshot AS snapshot, '' AS event_type, '' AS event_version,
-       payload, NULL::jsonb AS metadata
+       payload, NULL::json AS metadata
   FROM snapshots WHERE aggregate_type = $1 AND aggregate_id = $2
 UNION ALL
 SELECT 1, sequence, 0, event_type, event_version, payload, metadata
@@ -49,10 +50,10 @@ SELECT 1, sequence, 0, event_type, event_version, payload, metadata
 
 const LOAD_SQLITE: &str = "
 SELECT 0 AS kind, last_sequence AS sequence, current_snapshot AS snapshot, '' AS event_type, '' AS event_version,
-       json(payload) AS payload, NULL AS metadata
+       payload, NULL AS metadata
   FROM snapshots WHERE aggregate_type = $1 AND aggregate_id = $2
 UNION ALL
-SELECT 1, sequence, 0, event_type, event_version, json(payload), json(metadata)
+SELECT 1, sequence, 0, event_type, event_version, payload, metadata
   FROM events
  WHERE aggregate_type = $1 AND aggregate_id = $2
    AND sequence > COALESCE((SELECT last_sequence FROM snapshots WHERE aggregate_type = $1 AND aggregate_id = $2), 0)
@@ -197,8 +198,8 @@ impl EventRepo {
                         .push_bind(i64::try_from(event.sequence).unwrap_or(i64::MAX))
                         .push_bind(event.event_type.as_str())
                         .push_bind(event.event_version.as_str())
-                        .push_bind(&event.payload)
-                        .push_bind(&event.metadata);
+                        .push_bind(JsonText(&event.payload))
+                        .push_bind(JsonText(&event.metadata));
                 })
             };
         }
@@ -209,7 +210,7 @@ impl EventRepo {
                         .push_bind($id)
                         .push_bind(last_sequence)
                         .push_bind(i64::try_from($current).unwrap_or(i64::MAX))
-                        .push_bind($payload);
+                        .push_bind(JsonText($payload));
                 });
                 $sql.push(SNAPSHOT_CONFLICT)
             }};

@@ -81,7 +81,7 @@ SELECT position, transaction_id::text::bigint AS transaction_id, aggregate_type,
 
 const READ_SQLITE: &str = "
 SELECT position, 0 AS transaction_id, aggregate_type, aggregate_id, sequence,
-       event_version, json(payload) AS payload, json(metadata) AS metadata, recorded_at
+       event_version, payload, metadata, recorded_at
   FROM events
  WHERE position > $2 AND $1 = $1
  ORDER BY position

@@ -246,3 +246,46 @@ test_support::store_test!(a_stale_remembered_state_never_decides, |db| async mov
     assert_eq!(here.ticket(id, priority(Priority::Low, None), &actor).await.unwrap(), 8);
     assert_eq!(count_events(&db).await, 8);
 });
+
+// Stores made before migration 7 keep events and snapshots as `jsonb`. The
+// migration turns them into `json` in place: every event reads back the
+// same, and a write side that has never seen the stream decides on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn events_stored_as_jsonb_are_kept_by_the_move_to_json() {
+    const BACK_TO_JSONB: &str = "
+        ALTER TABLE events ALTER COLUMN payload TYPE jsonb USING payload::jsonb,
+                           ALTER COLUMN metadata TYPE jsonb USING metadata::jsonb;
+        ALTER TABLE snapshots ALTER COLUMN payload TYPE jsonb USING payload::jsonb;
+        DELETE FROM _sqlx_migrations WHERE version = 20261126000007";
+    const EVENTS: &str = "SELECT payload::text, metadata::text FROM events ORDER BY position";
+    const TYPES: &str = "SELECT format_type(atttypid, atttypmod) FROM pg_attribute \
+        WHERE attrelid IN ('events'::regclass, 'snapshots'::regclass) AND attname IN ('payload', 'metadata')";
+    test_support::with_db(test_support::Store::Postgres, |db| async move {
+        let Db::Postgres(pool) = &db else { unreachable!("a PostgreSQL test") };
+        sqlx::raw_sql(BACK_TO_JSONB).execute(pool).await.unwrap();
+        let (write, id) = open_ticket(&db).await;
+        let actor = Actor::system("test");
+        let mut version = 1;
+        for to in [Priority::High, Priority::Low, Priority::High] {
+            version = write.ticket(id, priority(to, Some(version)), &actor).await.unwrap();
+        }
+        let parsed = |rows: Vec<(String, String)>| -> Vec<(serde_json::Value, serde_json::Value)> {
+            rows.iter().map(|(p, m)| (serde_json::from_str(p).unwrap(), serde_json::from_str(m).unwrap())).collect()
+        };
+        let before = parsed(sqlx::query_as(EVENTS).fetch_all(pool).await.unwrap());
+
+        db.migrate().await.unwrap();
+
+        let types: Vec<String> = sqlx::query_scalar(TYPES).fetch_all(pool).await.unwrap();
+        assert_eq!(types, ["json", "json", "json"]);
+        assert_eq!(parsed(sqlx::query_as(EVENTS).fetch_all(pool).await.unwrap()), before);
+        assert_eq!(before.len(), 4);
+        let fresh = WriteSide::new(db.clone());
+        let stale = fresh.ticket(id, priority(Priority::Medium, Some(version - 1)), &actor).await;
+        assert!(
+            matches!(stale, Err(WriteError::Rejected(TicketError::VersionConflict { actual, .. })) if actual == version)
+        );
+        assert_eq!(fresh.ticket(id, priority(Priority::Medium, Some(version)), &actor).await.unwrap(), version + 1);
+    })
+    .await;
+}
