@@ -122,6 +122,20 @@ pub struct Batch {
     pub ticket_updates: Vec<TicketPatch>,
     pub attachments: Vec<AttachmentRow>,
     pub history: Vec<HistoryEntry>,
+    /// The new rows already in `COPY`'s form, when made ahead
+    /// ([`Batch::encode_copies`]).
+    copies: Option<Copies>,
+}
+
+/// A batch's new rows in binary `COPY` form: per table, the `INSERT` head
+/// naming its columns, and the data.
+#[derive(Default)]
+struct Copies(Vec<(&'static str, Vec<u8>)>);
+
+impl std::fmt::Debug for Copies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.0.iter().map(|(head, data)| (head, data.len()))).finish()
+    }
 }
 
 impl NewUser {
@@ -261,7 +275,10 @@ pub(crate) async fn apply_postgres(
     bulk: bool,
 ) -> Result<(), sqlx::Error> {
     if bulk {
-        copy_new_rows(conn, batch).await?;
+        match &batch.copies {
+            Some(copies) => send_copies(conn, copies).await?,
+            None => send_copies(conn, &copies_of(batch)?).await?,
+        }
     } else {
         insert_new_rows(conn, batch).await?;
     }
@@ -356,58 +373,79 @@ async fn insert_new_rows(conn: &mut sqlx::PgConnection, batch: &Batch) -> Result
     Ok(())
 }
 
-/// The batch's new rows by binary `COPY`, the same columns as the `INSERT`s.
-async fn copy_new_rows(conn: &mut sqlx::PgConnection, batch: &Batch) -> Result<(), sqlx::Error> {
-    copy(conn, INSERT_USERS, &batch.users, |row, u| {
+impl Batch {
+    /// Puts the new rows in `COPY`'s form now, so that applying the batch
+    /// only sends them. A rebuild does this while the batch before is being
+    /// written: encoding on the writing path kept PostgreSQL's writer waiting.
+    ///
+    /// # Errors
+    /// When a value cannot be encoded.
+    pub fn encode_copies(&mut self) -> Result<(), sqlx::Error> {
+        self.copies = Some(copies_of(self)?);
+        Ok(())
+    }
+}
+
+/// The batch's new rows in binary `COPY` form, the same columns as the `INSERT`s.
+fn copies_of(batch: &Batch) -> Result<Copies, sqlx::Error> {
+    let mut copies = Copies::default();
+    copies.add(INSERT_USERS, &batch.users, |row, u| {
         row.start(8).field(&u.id)?.field(&u.email)?.field(&u.display_name)?.field(&u.role)?;
         row.field(&u.disabled)?.field(&u.password_hash)?.field(&u.created_at)?.field(&u.version)?;
         Ok(())
-    })
-    .await?;
-    copy(conn, INSERT_TICKETS, &batch.tickets, |row, t| {
+    })?;
+    copies.add(INSERT_TICKETS, &batch.tickets, |row, t| {
         row.start(14).field(&t.id)?.field(&t.title)?.field(&t.description)?.field(&t.priority)?;
         row.field(&t.priority_rank)?.field(&t.status)?.field(&t.reporter_id)?.field(&t.assignee_id)?;
         row.field(&t.created_at)?.field(&t.updated_at)?.field(&t.version)?.field(&t.notes_envelope)?;
         row.field(&t.deleted_at)?.field(&search_text(t))?;
         Ok(())
-    })
-    .await?;
-    copy(conn, INSERT_ATTACHMENTS, &batch.attachments, |row, added| {
+    })?;
+    copies.add(INSERT_ATTACHMENTS, &batch.attachments, |row, added| {
         let a = &added.row;
         row.start(9).field(&a.id)?.field(&a.ticket_id)?.field(&a.filename)?.field(&a.content_type)?;
         row.field(&a.size)?.field(&a.sha256)?.field(&a.uploaded_by)?.field(&a.uploaded_at)?;
         row.field(&added.sequence)?;
         Ok(())
-    })
-    .await?;
-    copy(conn, INSERT_HISTORY, &batch.history, |row, h| {
+    })?;
+    copies.add(INSERT_HISTORY, &batch.history, |row, h| {
         row.start(9).field(&h.ticket_id)?.field(&h.sequence)?.field(&h.at)?.field(&h.actor_id)?;
         row.field(&h.actor_role)?.field(&h.action)?.field(&h.field)?.field(&h.from)?.field(&h.to)?;
         Ok(())
-    })
-    .await
+    })?;
+    Ok(copies)
 }
 
-/// Sends `rows` by `COPY … FROM STDIN (FORMAT binary)` into the table and
-/// columns of `insert` (an `INSERT INTO table (columns) ` head).
-async fn copy<T>(
-    conn: &mut sqlx::PgConnection,
-    insert: &str,
-    rows: &[T],
-    mut write: impl FnMut(&mut CopyRows, &T) -> Result<(), sqlx::Error>,
-) -> Result<(), sqlx::Error> {
-    if rows.is_empty() {
-        return Ok(());
+impl Copies {
+    /// Adds `rows`, if any, for the table and columns of `insert` (an
+    /// `INSERT INTO table (columns) ` head).
+    fn add<T>(
+        &mut self,
+        insert: &'static str,
+        rows: &[T],
+        mut write: impl FnMut(&mut CopyRows, &T) -> Result<(), sqlx::Error>,
+    ) -> Result<(), sqlx::Error> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut data = CopyRows::new();
+        for row in rows {
+            write(&mut data, row)?;
+        }
+        data.0.extend_from_slice(&(-1i16).to_be_bytes());
+        self.0.push((insert, std::mem::take(&mut *data.0)));
+        Ok(())
     }
-    let target = insert.trim_start_matches("INSERT INTO ").trim_end();
-    let mut data = CopyRows::new();
-    for row in rows {
-        write(&mut data, row)?;
+}
+
+/// Sends each table's rows by `COPY … FROM STDIN (FORMAT binary)`.
+async fn send_copies(conn: &mut sqlx::PgConnection, copies: &Copies) -> Result<(), sqlx::Error> {
+    for (insert, data) in &copies.0 {
+        let target = insert.trim_start_matches("INSERT INTO ").trim_end();
+        let mut copy = conn.copy_in_raw(&format!("COPY {target} FROM STDIN (FORMAT binary)")).await?;
+        copy.send(data.as_slice()).await?;
+        copy.finish().await?;
     }
-    data.0.extend_from_slice(&(-1i16).to_be_bytes());
-    let mut copy = conn.copy_in_raw(&format!("COPY {target} FROM STDIN (FORMAT binary)")).await?;
-    copy.send(data.0.as_slice()).await?;
-    copy.finish().await?;
     Ok(())
 }
 

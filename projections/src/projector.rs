@@ -322,7 +322,7 @@ impl Projector {
         let deadline = tokio::time::Instant::now() + PATIENCE;
         let mut total = 0;
         let mut from = self.checkpoint(leader.as_mut()).await?;
-        let mut planned = next_batch(&self.db, &self.keys, leader.as_mut(), from).await?;
+        let mut planned = next_batch(&self.db, &self.keys, leader.as_mut(), from, true).await?;
         // The batches ahead are read on a connection of their own that keeps
         // generic plans, as the leader's does. On pooled connections, where
         // PostgreSQL chooses its plans for itself, every batch's read
@@ -345,7 +345,7 @@ impl Projector {
                     "a long-running transaction holds the projector back; try again when it ends"
                 );
                 tokio::time::sleep(Duration::from_millis(20)).await;
-                planned = next_batch(&self.db, &self.keys, leader.as_mut(), from).await?;
+                planned = next_batch(&self.db, &self.keys, leader.as_mut(), from, true).await?;
                 continue;
             };
             // The next batch is read (on another connection) and decoded on
@@ -355,7 +355,7 @@ impl Projector {
             let (db, keys) = (self.db.clone(), self.keys.clone());
             let mut on = reader.take();
             let following = tokio::spawn(async move {
-                let batch = next_batch(&db, &keys, on.as_mut(), to).await;
+                let batch = next_batch(&db, &keys, on.as_mut(), to, true).await;
                 (on, batch)
             });
             let applied = self.apply(leader.as_mut(), from, planned, true).await?;
@@ -367,7 +367,7 @@ impl Projector {
                 planned = following?;
             } else {
                 from = self.checkpoint(leader.as_mut()).await?;
-                planned = next_batch(&self.db, &self.keys, leader.as_mut(), from).await?;
+                planned = next_batch(&self.db, &self.keys, leader.as_mut(), from, true).await?;
             }
         }
         if let Db::Postgres(pool) = &self.db {
@@ -422,7 +422,7 @@ impl Projector {
             leader.is_some() || !self.db.is_postgres(),
             "projecting on PostgreSQL requires the leader lock"
         );
-        let planned = next_batch(&self.db, &self.keys, leader.as_deref_mut(), from).await?;
+        let planned = next_batch(&self.db, &self.keys, leader.as_deref_mut(), from, false).await?;
         self.apply(leader, from, planned, false).await
     }
 
@@ -485,12 +485,14 @@ async fn generic_plans(mut conn: PgConnection) -> Result<PgConnection, sqlx::Err
 /// Up to a batch of events after `from`, in the projector's order, decoded
 /// into the writes they cause and folded. Read on PostgreSQL through `conn`
 /// (the leader's, or a rebuild's reader), or a pooled one if none is given
-/// (reading needs no lock; applying does).
+/// (reading needs no lock; applying does). A rebuild's batches (`bulk`)
+/// come with their new rows encoded for PostgreSQL's `COPY`.
 async fn next_batch(
     db: &Db,
     keys: &KeyRing,
     conn: Option<&mut PgConnection>,
     from: Checkpoint,
+    bulk: bool,
 ) -> anyhow::Result<Planned> {
     macro_rules! read {
         ($sql:expr, $transaction_id:expr, $executor:expr) => {
@@ -502,7 +504,10 @@ async fn next_batch(
         (Db::Postgres(pool), None) => read!(READ_POSTGRES, from.transaction_id.to_string(), pool),
         (Db::Sqlite(pool), _) => read!(READ_SQLITE, from.transaction_id, pool),
     };
-    let batch = Batch::plan(writes_for(keys, &rows).await?);
+    let mut batch = Batch::plan(writes_for(keys, &rows).await?);
+    if bulk && db.is_postgres() {
+        batch.encode_copies()?;
+    }
     Ok(Planned { rows, batch })
 }
 
