@@ -74,6 +74,7 @@ pub struct Sample {
     process: f64,
     postgres: f64,
     machine: f64,
+    steal: f64,
 }
 
 /// CPU seconds spent between two samples.
@@ -82,7 +83,11 @@ pub struct Usage {
     pub wall_s: f64,
     pub process_s: f64,
     pub postgres_s: f64,
+    /// Everything else busy, `steal_s` included.
     pub other_s: f64,
+    /// Time the hypervisor ran something else on this machine's cores
+    /// while they had work: a virtual machine's share of a busy host.
+    pub steal_s: f64,
 }
 
 /// utime + stime of one `/proc/<pid>/stat`, and the command name.
@@ -120,14 +125,15 @@ fn watched_backends(name: &str) -> HashMap<u32, f64> {
         .collect()
 }
 
-/// Busy ticks of all cores: everything but idle and iowait.
-fn machine_ticks() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/stat") else { return 0.0 };
-    let Some(line) = stat.lines().find(|l| l.starts_with("cpu ")) else { return 0.0 };
+/// Busy ticks of all cores (everything but idle and iowait), and of them
+/// the ticks stolen by the hypervisor.
+fn machine_ticks() -> (f64, f64) {
+    let Ok(stat) = std::fs::read_to_string("/proc/stat") else { return (0.0, 0.0) };
+    let Some(line) = stat.lines().find(|l| l.starts_with("cpu ")) else { return (0.0, 0.0) };
     let values: Vec<f64> = line.split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect();
     let get = |i: usize| values.get(i).copied().unwrap_or(0.0);
     // user nice system idle iowait irq softirq steal (guest time is inside user).
-    get(0) + get(1) + get(2) + get(5) + get(6) + get(7)
+    (get(0) + get(1) + get(2) + get(5) + get(6) + get(7), get(7))
 }
 
 pub fn sample() -> Sample {
@@ -137,11 +143,13 @@ pub fn sample() -> Sample {
     };
     let process =
         std::fs::read_to_string(path).ok().and_then(|stat| process_ticks(&stat)).map_or(0.0, |(_, ticks)| ticks);
+    let (machine, steal) = machine_ticks();
     Sample {
         at: Instant::now(),
         process: process / TICKS_PER_SECOND,
         postgres: postgres_ticks() / TICKS_PER_SECOND,
-        machine: machine_ticks() / TICKS_PER_SECOND,
+        machine: machine / TICKS_PER_SECOND,
+        steal: steal / TICKS_PER_SECOND,
     }
 }
 
@@ -152,11 +160,15 @@ impl Sample {
         let process_s = (now.process - self.process).max(0.0);
         let postgres_s = (now.postgres - self.postgres).max(0.0);
         let machine = (now.machine - self.machine).max(0.0);
+        let other_s = (machine - process_s - postgres_s).max(0.0);
         Usage {
             wall_s: now.at.duration_since(self.at).as_secs_f64(),
             process_s,
             postgres_s,
-            other_s: (machine - process_s - postgres_s).max(0.0),
+            other_s,
+            // Part of `other_s`: more only when the processes' ticks and
+            // the machine's were counted a tick apart.
+            steal_s: (now.steal - self.steal).clamp(0.0, other_s),
         }
     }
 }

@@ -57,6 +57,8 @@ pub struct Row {
     pub pg_cpu_ms: Option<f64>,
     /// Share of the machine's cores busy with anything else, in percent.
     pub other_busy_pct: Option<f64>,
+    /// Of `other_busy_pct`, the share the hypervisor took, in percent.
+    pub steal_pct: Option<f64>,
     pub cpu: Option<Usage>,
     pub first_error: Option<String>,
 }
@@ -91,7 +93,8 @@ impl Row {
 
     /// Clears the CPU columns, for rows measured at the same time as others.
     pub fn without_cpu(mut self) -> Self {
-        (self.app_cpu_ms, self.pg_cpu_ms, self.other_busy_pct, self.cpu) = (None, None, None, None);
+        (self.app_cpu_ms, self.pg_cpu_ms, self.other_busy_pct, self.steal_pct, self.cpu) =
+            (None, None, None, None, None);
         self
     }
 
@@ -102,7 +105,9 @@ impl Row {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
         self.app_cpu_ms = per(usage.process_s);
         self.pg_cpu_ms = per(usage.postgres_s);
-        self.other_busy_pct = (usage.wall_s > 0.0).then(|| 100.0 * usage.other_s / (cores * usage.wall_s));
+        let share = |seconds: f64| (usage.wall_s > 0.0).then(|| 100.0 * seconds / (cores * usage.wall_s));
+        self.other_busy_pct = share(usage.other_s);
+        self.steal_pct = share(usage.steal_s);
         self.cpu = Some(usage);
         self
     }
@@ -134,6 +139,7 @@ impl Row {
             app_cpu_ms: None,
             pg_cpu_ms: None,
             other_busy_pct: None,
+            steal_pct: None,
             cpu: None,
             first_error: None,
         }
@@ -238,7 +244,7 @@ impl Report {
         let _ = writeln!(out);
         let _ = writeln!(
             out,
-            "{:<10} {:<38} {:>7} {:>9} {:>6} {:>10} {:>8} {:>8} {:>8} {:>8} {:>7} {:>8} {:>8} {:>6}",
+            "{:<10} {:<38} {:>7} {:>9} {:>6} {:>10} {:>8} {:>8} {:>8} {:>8} {:>7} {:>8} {:>8} {:>6} {:>6}",
             "scenario",
             "case",
             "clients",
@@ -252,14 +258,15 @@ impl Report {
             "vs ref",
             "app cpu",
             "pg cpu",
-            "other"
+            "other",
+            "steal"
         );
         let opt = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"));
         for r in &self.rows {
             let ratio = r.ratio.map_or_else(|| "-".to_owned(), |v| format!("{v:.3}"));
             let _ = writeln!(
                 out,
-                "{:<10} {:<38} {:>7} {:>9} {:>6} {:>10.1} {:>8} {:>8} {:>8} {:>8} {:>7} {:>8} {:>8} {:>6}",
+                "{:<10} {:<38} {:>7} {:>9} {:>6} {:>10.1} {:>8} {:>8} {:>8} {:>8} {:>7} {:>8} {:>8} {:>6} {:>6}",
                 r.scenario,
                 r.case,
                 r.clients,
@@ -273,12 +280,14 @@ impl Report {
                 ratio,
                 r.app_cpu_ms.map_or_else(|| "-".to_owned(), |v| format!("{v:.3}")),
                 r.pg_cpu_ms.map_or_else(|| "-".to_owned(), |v| format!("{v:.3}")),
-                r.other_busy_pct.map_or_else(|| "-".to_owned(), |v| format!("{v:.0}%"))
+                r.other_busy_pct.map_or_else(|| "-".to_owned(), |v| format!("{v:.0}%")),
+                r.steal_pct.map_or_else(|| "-".to_owned(), |v| format!("{v:.0}%"))
             );
         }
         let _ = writeln!(
             out,
-            "(app cpu, pg cpu: CPU ms per request of the server process and of PostgreSQL; other: cores busy elsewhere)"
+            "(app cpu, pg cpu: CPU ms per request of the server process and of PostgreSQL; other: cores busy elsewhere; \
+             steal: of other, cores the hypervisor gave to other machines)"
         );
         for r in self.rows.iter().filter(|r| r.errors > 0) {
             let error = r.first_error.as_deref().unwrap_or("?");
