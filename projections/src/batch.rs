@@ -377,11 +377,15 @@ impl Batch {
     /// Puts the new rows in `COPY`'s form now, so that applying the batch
     /// only sends them. A rebuild does this while the batch before is being
     /// written: encoding on the writing path kept PostgreSQL's writer waiting.
+    /// The new rows then live only in that form: `users`, `tickets`,
+    /// `attachments` and `history` are left empty (two batches are held at
+    /// once, and a batch of new tickets with their text is megabytes).
     ///
     /// # Errors
     /// When a value cannot be encoded.
     pub fn encode_copies(&mut self) -> Result<(), sqlx::Error> {
         self.copies = Some(copies_of(self)?);
+        (self.users, self.tickets, self.attachments, self.history) = Default::default();
         Ok(())
     }
 }

@@ -499,7 +499,7 @@ async fn next_batch(
             sqlx::query_as($sql).bind($transaction_id).bind(from.position).fetch_all($executor).await?
         };
     }
-    let rows: Vec<EventRow> = match (db, conn) {
+    let mut rows: Vec<EventRow> = match (db, conn) {
         (Db::Postgres(_), Some(conn)) => read!(READ_POSTGRES, from.transaction_id.to_string(), conn),
         (Db::Postgres(pool), None) => read!(READ_POSTGRES, from.transaction_id.to_string(), pool),
         (Db::Sqlite(pool), _) => read!(READ_SQLITE, from.transaction_id, pool),
@@ -507,6 +507,11 @@ async fn next_batch(
     let mut batch = Batch::plan(writes_for(keys, &rows).await?);
     if bulk && db.is_postgres() {
         batch.encode_copies()?;
+        // What is kept of the events is their place and stream; their JSON
+        // was decoded into the batch.
+        for row in &mut rows {
+            (row.payload, row.metadata) = Default::default();
+        }
     }
     Ok(Planned { rows, batch })
 }
