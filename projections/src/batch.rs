@@ -262,25 +262,19 @@ fn column<'a, T: 'a, V>(rows: &'a [T], value: impl FnMut(&'a T) -> V) -> Vec<V> 
 }
 
 /// Applies a folded batch on PostgreSQL: one statement per kind of row.
-/// A rebuild's batches (`bulk`: thousands of rows) send their new rows by
-/// binary `COPY`, which PostgreSQL stores without an array per column to
-/// build, send and unnest (measured: a rebuild's write transaction 29 → 26
-/// ms a batch of 4,000 events, PostgreSQL's CPU 0.010 → 0.008 ms an event);
-/// a live batch of a few rows keeps its prepared `INSERT`s, one round trip
-/// each where a `COPY` takes two. Only rows that existed before the batch
-/// are updated, so the inserts may come first.
-pub(crate) async fn apply_postgres(
-    conn: &mut sqlx::PgConnection,
-    batch: &Batch,
-    bulk: bool,
-) -> Result<(), sqlx::Error> {
-    if bulk {
-        match &batch.copies {
-            Some(copies) => send_copies(conn, copies).await?,
-            None => send_copies(conn, &copies_of(batch)?).await?,
-        }
-    } else {
-        insert_new_rows(conn, batch).await?;
+/// A rebuild's batches (thousands of rows, encoded ahead by
+/// [`Batch::encode_copies`]) send their new rows by binary `COPY`, which
+/// PostgreSQL stores without an array per column to build, send and unnest
+/// (measured: a rebuild's write transaction 29 → 26 ms a batch of 4,000
+/// events, PostgreSQL's CPU 0.010 → 0.008 ms an event); a live batch of a
+/// few rows keeps its prepared `INSERT`s, one round trip each where a
+/// `COPY` takes two. Only rows that existed before the batch are updated,
+/// so the inserts may come first.
+pub(crate) async fn apply_postgres(conn: &mut sqlx::PgConnection, batch: &Batch) -> Result<(), sqlx::Error> {
+    // Encoded, the new rows are only in `copies`.
+    match &batch.copies {
+        Some(copies) => send_copies(conn, copies).await?,
+        None => insert_new_rows(conn, batch).await?,
     }
     for (id, change, version) in &batch.user_updates {
         crate::writes::update_user!(conn, id, change, version);
@@ -383,7 +377,7 @@ impl Batch {
     ///
     /// # Errors
     /// When a value cannot be encoded.
-    pub fn encode_copies(&mut self) -> Result<(), sqlx::Error> {
+    pub(crate) fn encode_copies(&mut self) -> Result<(), sqlx::Error> {
         self.copies = Some(copies_of(self)?);
         (self.users, self.tickets, self.attachments, self.history) = Default::default();
         Ok(())
@@ -502,13 +496,10 @@ async fn insert_chunks<'a, T>(
     Ok(())
 }
 
-/// Applies a folded batch on SQLite: multi-row `VALUES`, in chunks.
-/// `_bulk` changes nothing here: SQLite takes any batch in process.
-pub(crate) async fn apply_sqlite(
-    conn: &mut sqlx::SqliteConnection,
-    batch: &Batch,
-    _bulk: bool,
-) -> Result<(), sqlx::Error> {
+/// Applies a folded batch on SQLite: multi-row `VALUES`, in chunks (never
+/// encoded for `COPY`: SQLite takes any batch in process).
+pub(crate) async fn apply_sqlite(conn: &mut sqlx::SqliteConnection, batch: &Batch) -> Result<(), sqlx::Error> {
+    debug_assert!(batch.copies.is_none(), "a batch encoded for COPY holds no rows to insert");
     insert_chunks(conn, INSERT_USERS, &batch.users, |mut b, u| {
         b.push_bind(u.id).push_bind(&u.email).push_bind(&u.display_name).push_bind(u.role);
         b.push_bind(u.disabled).push_bind(&u.password_hash).push_bind(u.created_at).push_bind(u.version);

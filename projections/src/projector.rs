@@ -358,7 +358,7 @@ impl Projector {
                 let batch = next_batch(&db, &keys, on.as_mut(), to, true).await;
                 (on, batch)
             });
-            let applied = self.apply(leader.as_mut(), from, planned, true).await?;
+            let applied = self.apply(leader.as_mut(), from, planned).await?;
             let (on, following) = following.await.context("planning the next batch")?;
             reader = on;
             if let Some((applied, _)) = applied {
@@ -423,11 +423,11 @@ impl Projector {
             "projecting on PostgreSQL requires the leader lock"
         );
         let planned = next_batch(&self.db, &self.keys, leader.as_deref_mut(), from, false).await?;
-        self.apply(leader, from, planned, false).await
+        self.apply(leader, from, planned).await
     }
 
     /// Applies a planned batch (read after `from`) and moves the checkpoint
-    /// past it in one transaction (`bulk` for a rebuild's large batches).
+    /// past it in one transaction.
     /// Returns the events applied and the new checkpoint, or `None` when
     /// the stored checkpoint was no longer `from`.
     async fn apply(
@@ -435,7 +435,6 @@ impl Projector {
         leader: Option<&mut PgConnection>,
         from: Checkpoint,
         planned: Planned,
-        bulk: bool,
     ) -> anyhow::Result<Option<(usize, Checkpoint)>> {
         let Planned { rows, batch } = planned;
         let Some(last) = rows.last() else { return Ok(Some((0, from))) };
@@ -455,7 +454,7 @@ impl Projector {
                     .await?
                     .rows_affected();
                 if moved == 1 {
-                    $apply(&mut tx, &batch, bulk).await?;
+                    $apply(&mut tx, &batch).await?;
                     tx.commit().await?;
                 }
                 moved
