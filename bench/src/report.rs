@@ -262,6 +262,7 @@ impl Report {
             "steal"
         );
         let opt = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"));
+        let pct = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.0}%"));
         for r in &self.rows {
             let ratio = r.ratio.map_or_else(|| "-".to_owned(), |v| format!("{v:.3}"));
             let _ = writeln!(
@@ -280,8 +281,8 @@ impl Report {
                 ratio,
                 r.app_cpu_ms.map_or_else(|| "-".to_owned(), |v| format!("{v:.3}")),
                 r.pg_cpu_ms.map_or_else(|| "-".to_owned(), |v| format!("{v:.3}")),
-                r.other_busy_pct.map_or_else(|| "-".to_owned(), |v| format!("{v:.0}%")),
-                r.steal_pct.map_or_else(|| "-".to_owned(), |v| format!("{v:.0}%"))
+                pct(r.other_busy_pct),
+                pct(r.steal_pct)
             );
         }
         let _ = writeln!(

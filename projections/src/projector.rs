@@ -37,7 +37,7 @@ const NAME: &str = "read_models";
 /// PostgreSQL's generic plan, which a connection switches to after five
 /// runs, guessed a tenth of the table and could pick a full scan and sort
 /// per batch (a rebuild once fell to 3,500 events/s that way).
-const BATCH_LEN: usize = 4000;
+pub const BATCH_LEN: usize = 4000;
 /// How often an idle projector looks for events written by other processes.
 const POLL: Duration = Duration::from_millis(50);
 /// Advisory lock key electing the one projector per database ("TICKETS\0").
@@ -322,7 +322,7 @@ impl Projector {
         let deadline = tokio::time::Instant::now() + PATIENCE;
         let mut total = 0;
         let mut from = self.checkpoint(leader.as_mut()).await?;
-        let mut planned = next_batch(&self.db, &self.keys, leader.as_mut(), from, true).await?;
+        let mut planned = next_bulk_batch(&self.db, &self.keys, leader.as_mut(), from).await?;
         // The batches ahead are read on a connection of their own that keeps
         // generic plans, as the leader's does. On pooled connections, where
         // PostgreSQL chooses its plans for itself, every batch's read
@@ -345,7 +345,7 @@ impl Projector {
                     "a long-running transaction holds the projector back; try again when it ends"
                 );
                 tokio::time::sleep(Duration::from_millis(20)).await;
-                planned = next_batch(&self.db, &self.keys, leader.as_mut(), from, true).await?;
+                planned = next_bulk_batch(&self.db, &self.keys, leader.as_mut(), from).await?;
                 continue;
             };
             // The next batch is read (on another connection) and decoded on
@@ -355,7 +355,7 @@ impl Projector {
             let (db, keys) = (self.db.clone(), self.keys.clone());
             let mut on = reader.take();
             let following = tokio::spawn(async move {
-                let batch = next_batch(&db, &keys, on.as_mut(), to, true).await;
+                let batch = next_bulk_batch(&db, &keys, on.as_mut(), to).await;
                 (on, batch)
             });
             let applied = self.apply(leader.as_mut(), from, planned).await?;
@@ -367,7 +367,7 @@ impl Projector {
                 planned = following?;
             } else {
                 from = self.checkpoint(leader.as_mut()).await?;
-                planned = next_batch(&self.db, &self.keys, leader.as_mut(), from, true).await?;
+                planned = next_bulk_batch(&self.db, &self.keys, leader.as_mut(), from).await?;
             }
         }
         if let Db::Postgres(pool) = &self.db {
@@ -422,7 +422,7 @@ impl Projector {
             leader.is_some() || !self.db.is_postgres(),
             "projecting on PostgreSQL requires the leader lock"
         );
-        let planned = next_batch(&self.db, &self.keys, leader.as_deref_mut(), from, false).await?;
+        let planned = next_batch(&self.db, &self.keys, leader.as_deref_mut(), from).await?;
         self.apply(leader, from, planned).await
     }
 
@@ -484,35 +484,44 @@ async fn generic_plans(mut conn: PgConnection) -> Result<PgConnection, sqlx::Err
 /// Up to a batch of events after `from`, in the projector's order, decoded
 /// into the writes they cause and folded. Read on PostgreSQL through `conn`
 /// (the leader's, or a rebuild's reader), or a pooled one if none is given
-/// (reading needs no lock; applying does). A rebuild's batches (`bulk`)
-/// come with their new rows encoded for PostgreSQL's `COPY`.
+/// (reading needs no lock; applying does).
 async fn next_batch(
     db: &Db,
     keys: &KeyRing,
     conn: Option<&mut PgConnection>,
     from: Checkpoint,
-    bulk: bool,
 ) -> anyhow::Result<Planned> {
     macro_rules! read {
         ($sql:expr, $transaction_id:expr, $executor:expr) => {
             sqlx::query_as($sql).bind($transaction_id).bind(from.position).fetch_all($executor).await?
         };
     }
-    let mut rows: Vec<EventRow> = match (db, conn) {
+    let rows: Vec<EventRow> = match (db, conn) {
         (Db::Postgres(_), Some(conn)) => read!(READ_POSTGRES, from.transaction_id.to_string(), conn),
         (Db::Postgres(pool), None) => read!(READ_POSTGRES, from.transaction_id.to_string(), pool),
         (Db::Sqlite(pool), _) => read!(READ_SQLITE, from.transaction_id, pool),
     };
-    let mut batch = Batch::plan(writes_for(keys, &rows).await?);
-    if bulk && db.is_postgres() {
-        batch.encode_copies()?;
-        // What is kept of the events is their place and stream; their JSON
-        // was decoded into the batch.
-        for row in &mut rows {
+    let batch = Batch::plan(writes_for(keys, &rows).await?);
+    Ok(Planned { rows, batch })
+}
+
+/// A rebuild's [`next_batch`]: on PostgreSQL its new rows come encoded for
+/// `COPY`, and what is kept of its events is their place and stream (their
+/// JSON was decoded into the batch).
+async fn next_bulk_batch(
+    db: &Db,
+    keys: &KeyRing,
+    conn: Option<&mut PgConnection>,
+    from: Checkpoint,
+) -> anyhow::Result<Planned> {
+    let mut planned = next_batch(db, keys, conn, from).await?;
+    if db.is_postgres() {
+        planned.batch.encode_copies()?;
+        for row in &mut planned.rows {
             (row.payload, row.metadata) = Default::default();
         }
     }
-    Ok(Planned { rows, batch })
+    Ok(planned)
 }
 
 /// An event row decoded.

@@ -248,8 +248,10 @@ test_support::store_test!(a_stale_remembered_state_never_decides, |db| async mov
 });
 
 // Stores made before migration 7 keep events and snapshots as `jsonb`. The
-// migration turns them into `json` in place: every event reads back the
-// same, and a write side that has never seen the stream decides on it.
+// migration turns them into `json` in place: every event and the stream's
+// snapshot read back the same, and a write side that has never seen the
+// stream decides on it. (A snapshot that no longer parsed would be ignored
+// and the stream replayed, hence the comparison of the snapshot itself.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn events_stored_as_jsonb_are_kept_by_the_move_to_json() {
     const BACK_TO_JSONB: &str = "
@@ -258,6 +260,7 @@ async fn events_stored_as_jsonb_are_kept_by_the_move_to_json() {
         ALTER TABLE snapshots ALTER COLUMN payload TYPE jsonb USING payload::jsonb;
         DELETE FROM _sqlx_migrations WHERE version = 20261126000007";
     const EVENTS: &str = "SELECT payload::text, metadata::text FROM events ORDER BY position";
+    const SNAPSHOTS: &str = "SELECT payload::text, '{}' FROM snapshots";
     const TYPES: &str = "SELECT format_type(atttypid, atttypmod) FROM pg_attribute \
         WHERE attrelid IN ('events'::regclass, 'snapshots'::regclass) AND attname IN ('payload', 'metadata')";
     test_support::with_db(test_support::Store::Postgres, |db| async move {
@@ -273,6 +276,8 @@ async fn events_stored_as_jsonb_are_kept_by_the_move_to_json() {
             rows.iter().map(|(p, m)| (serde_json::from_str(p).unwrap(), serde_json::from_str(m).unwrap())).collect()
         };
         let before = parsed(sqlx::query_as(EVENTS).fetch_all(pool).await.unwrap());
+        let snapshot = parsed(sqlx::query_as(SNAPSHOTS).fetch_all(pool).await.unwrap());
+        assert_eq!(snapshot.len(), 1, "the updates left a snapshot");
 
         db.migrate().await.unwrap();
 
@@ -280,6 +285,7 @@ async fn events_stored_as_jsonb_are_kept_by_the_move_to_json() {
         assert_eq!(types, ["json", "json", "json"]);
         assert_eq!(parsed(sqlx::query_as(EVENTS).fetch_all(pool).await.unwrap()), before);
         assert_eq!(before.len(), 4);
+        assert_eq!(parsed(sqlx::query_as(SNAPSHOTS).fetch_all(pool).await.unwrap()), snapshot);
         let fresh = WriteSide::new(db.clone());
         let stale = fresh.ticket(id, priority(Priority::Medium, Some(version - 1)), &actor).await;
         assert!(
