@@ -11,6 +11,7 @@ use uuid::Uuid;
 use crate::cipher::{CipherError, DataKey, MasterKeys, WrappedKey};
 use crate::db::Db;
 use crate::on_db;
+use crate::parts::try_in_parts;
 
 #[derive(Debug, Error)]
 pub enum KeyError {
@@ -82,9 +83,15 @@ impl KeyRing {
                 sql.build_query_as().fetch_all(pool).await
             }
         }?;
-        rows.into_iter()
-            .map(|(ticket, kid, ciphertext)| Ok((ticket, self.master.unwrap(ticket, &WrappedKey { kid, ciphertext })?)))
-            .collect()
+        // A rebuild's batch unwraps thousands, on every core.
+        let rows: Vec<(Uuid, WrappedKey)> =
+            rows.into_iter().map(|(ticket, kid, ciphertext)| (ticket, WrappedKey { kid, ciphertext })).collect();
+        let keys = try_in_parts(&rows, |part| {
+            part.iter()
+                .map(|(ticket, wrapped)| Ok((*ticket, self.master.unwrap(*ticket, wrapped)?)))
+                .collect::<Result<Vec<_>, KeyError>>()
+        })?;
+        Ok(keys.into_iter().collect())
     }
 
     /// Re-wraps every data key not yet under the active master key, so an

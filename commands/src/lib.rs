@@ -8,5 +8,6 @@ pub mod event_repo;
 pub mod json_text;
 pub mod keys;
 pub mod lease;
+pub mod parts;
 pub mod statements;
 pub mod write;

@@ -18,6 +18,7 @@ use chrono::{DateTime, Utc};
 use commands::db::Db;
 use commands::keys::KeyRing;
 use commands::on_db;
+use commands::parts::{in_parts, try_in_parts};
 use cqrs_es::Aggregate;
 use domain::account::{Account, AccountEvent};
 use domain::ticket::{Ticket, TicketEvent};
@@ -531,9 +532,10 @@ enum Decoded {
     Unknown,
 }
 
-/// Decodes `rows` into the read-model writes they cause.
+/// Decodes `rows` into the read-model writes they cause. A rebuild's or a
+/// catch-up's large batch is decoded and opened in parts side by side.
 async fn writes_for(keys: &KeyRing, rows: &[EventRow]) -> anyhow::Result<Vec<Write>> {
-    let decoded = rows.iter().map(decode_row).collect::<anyhow::Result<Vec<_>>>()?;
+    let decoded = try_in_parts(rows, |part| part.iter().map(decode_row).collect::<anyhow::Result<Vec<_>>>())?;
     // Every key the batch needs, in one query.
     let needing_keys: Vec<Uuid> = rows
         .iter()
@@ -548,22 +550,30 @@ async fn writes_for(keys: &KeyRing, rows: &[EventRow]) -> anyhow::Result<Vec<Wri
         .into_iter()
         .collect();
     let keys = keys.get_many(&needing_keys).await?;
-    let mut writes = Vec::with_capacity(rows.len() * 2);
-    for (row, decoded) in rows.iter().zip(decoded) {
-        let meta = Meta::from_text(&row.metadata, row.recorded_at);
-        match decoded {
-            Decoded::Ticket(id, event) => {
-                let key = keys.get(&id);
-                let open = |field, sealed: &_| key.and_then(|key| key.open(id, field, sealed).ok());
-                writes.extend(ticket_writes(id, row.sequence, &event, &meta, &open));
-            }
-            Decoded::Account(id, event) => writes.extend(account_writes(id, row.sequence, &event, &meta)),
-            Decoded::Unknown => {
-                tracing::warn!(aggregate_type = row.aggregate_type, position = row.position, "unknown stream skipped");
+    let rows: Vec<(&EventRow, Decoded)> = rows.iter().zip(decoded).collect();
+    let parts = in_parts(&rows, |part| {
+        let mut writes = Vec::with_capacity(part.len() * 2);
+        for (row, decoded) in part {
+            let meta = Meta::from_text(&row.metadata, row.recorded_at);
+            match decoded {
+                Decoded::Ticket(id, event) => {
+                    let key = keys.get(id);
+                    let open = |field, sealed: &_| key.and_then(|key| key.open(*id, field, sealed).ok());
+                    writes.extend(ticket_writes(*id, row.sequence, event, &meta, &open));
+                }
+                Decoded::Account(id, event) => writes.extend(account_writes(*id, row.sequence, event, &meta)),
+                Decoded::Unknown => {
+                    tracing::warn!(
+                        aggregate_type = row.aggregate_type,
+                        position = row.position,
+                        "unknown stream skipped"
+                    );
+                }
             }
         }
-    }
-    Ok(writes)
+        writes
+    });
+    Ok(parts.concat())
 }
 
 fn decode_row(row: &EventRow) -> anyhow::Result<Decoded> {
