@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use async_graphql::http::GraphiQLSource;
-use axum::extract::{ConnectInfo, Request, State};
+use async_graphql::http::{GraphiQLSource, ALL_WEBSOCKET_PROTOCOLS};
+use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
+use axum::extract::{ConnectInfo, Request, State, WebSocketUpgrade};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -15,12 +16,13 @@ use axum::{Extension, Json, Router};
 use commands::db::Db;
 use commands::keys::KeyRing;
 use commands::write::WriteSide;
+use projections::feed::Changes;
 use projections::projector::Projector;
 use projections::read::ReadModels;
 use secrecy::SecretString;
 use serde_json::json;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
@@ -33,6 +35,7 @@ use crate::graphql::admission::Held;
 use crate::graphql::limits::Documents;
 use crate::graphql::limits::Prepared;
 use crate::graphql::spliced::Texts;
+use crate::graphql::subscription::{self, LiveExecutor};
 use crate::graphql::{RequestInfo, Schemas};
 use crate::secrets;
 use crate::state::{App, AppState, RateLimits};
@@ -47,12 +50,31 @@ pub struct HttpState {
     pub app: AppState,
     pub schemas: Arc<Schemas>,
     pub documents: Arc<Documents>,
+    pub live: LiveHub,
 }
+
+/// What `/graphql/ws` connections share.
+#[derive(Clone)]
+pub struct LiveHub {
+    changes: Changes,
+    /// One permit a connection open.
+    connections: Arc<Semaphore>,
+    /// Turns true when the server starts draining: connections then close,
+    /// so that clients reconnect to a server that stays.
+    closing: watch::Receiver<bool>,
+}
+
+/// Live connections one server holds at once.
+const MAX_LIVE_CONNECTIONS: usize = 4096;
+/// The largest message a live connection takes (a subscription's document
+/// and variables; `POST /graphql` has its own body limit).
+const MAX_LIVE_MESSAGE: usize = 64 * 1024;
 
 /// All routes; tests can call this directly.
 pub fn router(state: HttpState) -> Router {
     Router::new()
         .route("/graphql", get(graphiql).post(graphql))
+        .route("/graphql/ws", get(graphql_ws))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/attachments/{id}", get(crate::download::download))
@@ -74,7 +96,7 @@ async fn metrics(State(state): State<HttpState>) -> String {
 }
 
 async fn graphiql() -> impl IntoResponse {
-    Html(GraphiQLSource::build().endpoint("/graphql").finish())
+    Html(GraphiQLSource::build().endpoint("/graphql").subscription_endpoint("/graphql/ws").finish())
 }
 
 /// The address sign-ins and sign-ups are throttled by: the peer's, unless
@@ -157,19 +179,38 @@ async fn graphql(
         Err(refused) => async_graphql::Response::from_errors(vec![refused]),
     };
     crate::metrics::record_request(started, response.is_err());
-    // Errors raised before any resolver ran (syntax, validation, limits,
-    // argument coercion) carry no code: they are all the client's.
-    for error in &mut response.errors {
-        let extensions = error.extensions.get_or_insert_with(Default::default);
-        if extensions.get("code").is_none() {
-            extensions.set("code", "BAD_USER_INPUT");
-        }
-    }
+    crate::graphql::code_client_errors(&mut response);
     // Written out before the request's share of the budget for long
     // histories is given back.
     let written = Json(texts.splice(&response)).into_response();
     drop(held);
     written
+}
+
+/// Subscriptions over WebSocket (graphql-transport-ws, or the older
+/// graphql-ws), signed in by `connection_init`: see `graphql::subscription`.
+async fn graphql_ws(
+    State(state): State<HttpState>,
+    protocol: GraphQLProtocol,
+    upgrade: WebSocketUpgrade,
+    headers: HeaderMap,
+) -> Response {
+    let Ok(permit) = state.live.connections.clone().try_acquire_owned() else {
+        return error_response(StatusCode::SERVICE_UNAVAILABLE, "TOO_MANY_REQUESTS", "too many live connections");
+    };
+    let header = crate::auth::caller::bearer(&headers).map(str::to_owned);
+    let executor = LiveExecutor(state.schemas.full.clone());
+    let (app, changes, mut closing) = (state.app.clone(), state.live.changes.clone(), state.live.closing.clone());
+    upgrade.max_message_size(MAX_LIVE_MESSAGE).protocols(ALL_WEBSOCKET_PROTOCOLS).on_upgrade(move |socket| async move {
+        let serve = GraphQLWebSocket::new(socket, executor, protocol)
+            .on_connection_init(move |payload| subscription::connect(app, changes, payload, header))
+            .serve();
+        tokio::select! {
+            () = serve => {}
+            _ = closing.wait_for(|closing| *closing) => {}
+        }
+        drop(permit);
+    })
 }
 
 async fn readyz(State(state): State<HttpState>) -> Response {
@@ -185,6 +226,7 @@ pub struct Application {
     listener: TcpListener,
     state: HttpState,
     stop: watch::Sender<bool>,
+    closing: watch::Sender<bool>,
     projector: tokio::task::JoinHandle<()>,
 }
 
@@ -223,6 +265,7 @@ impl Application {
         let listen = settings.listen;
         let (app, projector) = assemble(settings).await?;
         let (stop, stopped) = watch::channel(false);
+        let changes = Changes::follow(app.read.db().clone(), projector.progress(), stopped.clone());
         let projector = tokio::spawn(projector.run(stopped.clone()));
         tokio::spawn(collect_blob_garbage(app.clone(), stopped));
         if let (Some(email), Some(password)) = (&app.settings.admin_email, &app.settings.admin_password) {
@@ -235,7 +278,11 @@ impl Application {
         let listener = TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
         crate::metrics::handle();
         let schemas = Arc::new(Schemas::new(&app));
-        Ok(Self { listener, state: HttpState { app, schemas, documents: Arc::default() }, stop, projector })
+        let (closing, closing_seen) = watch::channel(false);
+        let live =
+            LiveHub { changes, connections: Arc::new(Semaphore::new(MAX_LIVE_CONNECTIONS)), closing: closing_seen };
+        let state = HttpState { app, schemas, documents: Arc::default(), live };
+        Ok(Self { listener, state, stop, closing, projector })
     }
 
     pub fn port(&self) -> u16 {
@@ -262,8 +309,10 @@ impl Application {
         let app = router(self.state.clone()).into_make_service_with_connect_info::<SocketAddr>();
         tracing::info!(address = %self.listener.local_addr()?, "listening");
         let (drained_tx, drained_rx) = tokio::sync::oneshot::channel::<()>();
+        let closing = self.closing;
         let serve = axum::serve(self.listener, app).with_graceful_shutdown(async move {
             signal.await;
+            let _ = closing.send(true);
             let _ = drained_tx.send(());
         });
         let served = tokio::select! {

@@ -4,6 +4,7 @@
 
 mod batch;
 mod by_position;
+pub mod feed;
 pub mod projector;
 pub mod read;
 pub mod views;

@@ -66,7 +66,15 @@ impl App {
     /// # Errors
     /// Only when the store fails; a bad token is `Caller::Refused`.
     pub async fn caller(&self, headers: &HeaderMap) -> ApiResult<Caller> {
-        let Some(token) = bearer(headers) else { return Ok(Caller::Anonymous) };
+        self.caller_with(bearer(headers)).await
+    }
+
+    /// The caller an access token (if any) names, checked as [`App::caller`] does.
+    ///
+    /// # Errors
+    /// Only when the store fails; a bad token is `Caller::Refused`.
+    pub async fn caller_with(&self, token: Option<&str>) -> ApiResult<Caller> {
+        let Some(token) = token else { return Ok(Caller::Anonymous) };
         let Ok(id) = self.jwt.access_subject(token) else { return Ok(Caller::Refused) };
         let caller = match self.read.access(id).await? {
             Some(user) if !user.disabled => match Role::parse(&user.role) {

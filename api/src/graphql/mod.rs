@@ -6,15 +6,16 @@ pub mod loaders;
 mod mutation;
 mod query;
 pub mod spliced;
+pub mod subscription;
 pub mod types;
 
-use async_graphql::{Context, EmptySubscription, Schema, ValidationMode};
+use async_graphql::{Context, Response, Schema, ValidationMode};
 
 use crate::auth::caller::Caller;
 use crate::state::{App, AppState};
 use commands::write::Actor;
 
-pub type TicketsSchema = Schema<query::Query, mutation::Mutation, EmptySubscription>;
+pub type TicketsSchema = Schema<query::Query, mutation::Mutation, subscription::Subscription>;
 
 /// Per-request facts the HTTP layer puts in the GraphQL context.
 pub struct RequestInfo {
@@ -47,7 +48,7 @@ impl Schemas {
 /// async-graphql sets none by default (the shape limits are checked by the
 /// HTTP handler: `limits::check`).
 pub fn schema(app: AppState, validation: ValidationMode) -> TicketsSchema {
-    let builder = Schema::build(query::Query, mutation::Mutation, EmptySubscription)
+    let builder = Schema::build(query::Query, mutation::Mutation, subscription::Subscription)
         .data(app.clone())
         .validation_mode(validation)
         .limit_depth(10)
@@ -59,6 +60,17 @@ pub fn schema(app: AppState, validation: ValidationMode) -> TicketsSchema {
         builder.finish()
     } else {
         builder.disable_introspection().finish()
+    }
+}
+
+/// Errors raised before any resolver ran (syntax, validation, limits,
+/// argument coercion) carry no code: they are all the client's.
+pub fn code_client_errors(response: &mut Response) {
+    for error in &mut response.errors {
+        let extensions = error.extensions.get_or_insert_with(Default::default);
+        if extensions.get("code").is_none() {
+            extensions.set("code", "BAD_USER_INPUT");
+        }
     }
 }
 

@@ -1,0 +1,234 @@
+//! Subscriptions on `/graphql/ws`, spoken to as a browser's GraphQL client
+//! would (graphql-transport-ws): who is told of which change, and what the
+//! socket refuses.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use test_support::Store;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::support::{assert_no_leak, both_stores, TestApp};
+
+const ALL: &str = "subscription { ticketChanged { id version deleted } }";
+const ONE: &str = "subscription($id: ID!) { ticketChanged(id: $id) { id version deleted } }";
+/// Longer than any wait for a message that must come.
+const PATIENCE: Duration = Duration::from_secs(15);
+
+/// One client's connection, and messages read ahead of the one awaited.
+struct Socket(WebSocketStream<MaybeTlsStream<TcpStream>>, VecDeque<Value>);
+
+impl Socket {
+    /// Opens `/graphql/ws` and sends `connection_init` with `payload`;
+    /// returns the socket and the server's first answer.
+    async fn open(app: &TestApp, payload: Value) -> (Self, Message) {
+        let url = format!("{}/graphql/ws", app.address().replace("http://", "ws://"));
+        let mut request = url.into_client_request().expect("a request");
+        request.headers_mut().insert("sec-websocket-protocol", "graphql-transport-ws".parse().expect("a header"));
+        let (stream, response) = tokio_tungstenite::connect_async(request).await.expect("the socket opens");
+        assert_eq!(
+            response.headers().get("sec-websocket-protocol").and_then(|v| v.to_str().ok()),
+            Some("graphql-transport-ws")
+        );
+        let mut socket = Self(stream, VecDeque::new());
+        socket.send(json!({ "type": "connection_init", "payload": payload })).await;
+        let first = socket.receive().await;
+        (socket, first)
+    }
+
+    /// A socket signed in with `token`.
+    async fn signed_in(app: &TestApp, token: &str) -> Self {
+        let (socket, first) = Self::open(app, json!({ "authorization": format!("Bearer {token}") })).await;
+        assert_eq!(message_json(&first)["type"], "connection_ack", "{first:?}");
+        socket
+    }
+
+    async fn send(&mut self, message: Value) {
+        self.0.send(Message::text(message.to_string())).await.expect("the message is sent");
+    }
+
+    async fn receive(&mut self) -> Message {
+        loop {
+            let message = tokio::time::timeout(PATIENCE, self.0.next())
+                .await
+                .expect("a message in time")
+                .expect("the socket is open")
+                .expect("a readable message");
+            if !matches!(message, Message::Ping(_) | Message::Pong(_)) {
+                if let Message::Text(text) = &message {
+                    assert_no_leak(text);
+                }
+                return message;
+            }
+        }
+    }
+
+    /// The next protocol message, as JSON.
+    async fn next_json(&mut self) -> Value {
+        match self.1.pop_front() {
+            Some(message) => message,
+            None => message_json(&self.receive().await),
+        }
+    }
+
+    /// Subscribes as `id`, then waits until the server has started the
+    /// subscription: a ping answered after it, and a moment for its first poll.
+    async fn subscribe(&mut self, id: &str, query: &str, variables: Value) {
+        self.send(json!({ "id": id, "type": "subscribe", "payload": { "query": query, "variables": variables } }))
+            .await;
+        self.send(json!({ "type": "ping" })).await;
+        // The subscription's own first answer may come before the pong.
+        loop {
+            let message = message_json(&self.receive().await);
+            if message["type"] == "pong" {
+                break;
+            }
+            self.1.push_back(message);
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    /// The next change told on subscription `id`.
+    async fn change(&mut self, id: &str) -> Value {
+        let message = self.next_json().await;
+        assert_eq!(message["type"], "next", "{message}");
+        assert_eq!(message["id"], id, "{message}");
+        assert!(message["payload"].get("errors").is_none(), "{message}");
+        message["payload"]["data"]["ticketChanged"].clone()
+    }
+
+    /// The error that ends subscription `id`, then its `complete`.
+    async fn ended_with(&mut self, id: &str) -> Value {
+        let message = self.next_json().await;
+        assert_eq!(message["type"], "next", "{message}");
+        assert_eq!(message["id"], id, "{message}");
+        let error = message["payload"]["errors"][0].clone();
+        assert!(error.is_object(), "{message}");
+        let complete = self.next_json().await;
+        assert_eq!(complete, json!({ "type": "complete", "id": id }));
+        error
+    }
+}
+
+fn message_json(message: &Message) -> Value {
+    match message {
+        Message::Text(text) => serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}")),
+        other => panic!("not a text message: {other:?}"),
+    }
+}
+
+fn told(id: &str, version: i64, deleted: bool) -> Value {
+    json!({ "id": id, "version": version, "deleted": deleted })
+}
+
+both_stores!(
+    changes_reach_those_who_may_see_them,
+    a_socket_needs_a_valid_token,
+    the_socket_serves_subscriptions_only
+);
+
+async fn changes_reach_those_who_may_see_them(store: Store) {
+    let app = TestApp::spawn(store).await;
+    let admin = app.admin().await;
+    let alice = app.register("alice@example.com").await;
+    let bob = app.register("bob@example.com").await;
+    let ours = app.create_ticket(&alice.token, "Printer jams").await;
+    let theirs = app.create_ticket(&bob.token, "VPN drops").await;
+
+    let mut alice_all = Socket::signed_in(&app, &alice.token).await;
+    alice_all.subscribe("a", ALL, json!({})).await;
+    let mut admin_all = Socket::signed_in(&app, &admin.token).await;
+    admin_all.subscribe("m", ALL, json!({})).await;
+    let mut bob_one = Socket::signed_in(&app, &bob.token).await;
+    // Another's ticket answers as one that does not exist.
+    bob_one.subscribe("b", ONE, json!({ "id": ours })).await;
+    let refused = bob_one.ended_with("b").await;
+    assert_eq!(refused["extensions"]["code"], "NOT_FOUND", "{refused}");
+    bob_one.subscribe("b", ONE, json!({ "id": "not-an-id" })).await;
+    assert_eq!(bob_one.ended_with("b").await["extensions"]["code"], "BAD_USER_INPUT");
+    bob_one.subscribe("b", ONE, json!({ "id": theirs })).await;
+
+    let updated = app.update(&admin.token, &ours, json!({ "status": "IN_PROGRESS" })).await;
+    assert!(updated.get("errors").is_none(), "{updated}");
+    assert_eq!(alice_all.change("a").await, told(&ours, 2, false));
+    assert_eq!(admin_all.change("m").await, told(&ours, 2, false));
+
+    // Bob's ticket reaches the admin and Bob, never Alice: her next change
+    // is her own ticket's, told after Bob's.
+    app.update(&admin.token, &theirs, json!({ "priority": "HIGH" })).await;
+    assert_eq!(admin_all.change("m").await, told(&theirs, 2, false));
+    assert_eq!(bob_one.change("b").await, told(&theirs, 2, false));
+    // Alice's own change, with an admin's confidential note: she is told
+    // its version only; the note stays the admins'.
+    app.update(&admin.token, &ours, json!({ "confidentialNotes": "replace the fuser" })).await;
+    assert_eq!(alice_all.change("a").await, told(&ours, 3, false));
+    assert_eq!(admin_all.change("m").await, told(&ours, 3, false));
+
+    // A change that is visible when told can be read back at once.
+    let read = app.gql_ok(Some(&alice.token), "query($id: ID!) { ticket(id: $id) { version } }", json!({ "id": ours })).await;
+    assert_eq!(read["ticket"]["version"], 3);
+
+    // A deletion is told to the reporter too, then the ticket is gone for her.
+    let deleted = app.gql(Some(&admin.token), "mutation($id: ID!) { deleteTicket(id: $id) }", json!({ "id": ours })).await;
+    assert!(deleted.get("errors").is_none(), "{deleted}");
+    assert_eq!(alice_all.change("a").await, told(&ours, 4, true));
+    assert_eq!(admin_all.change("m").await, told(&ours, 4, true));
+
+    // A demoted admin is told only of their own tickets from the next change on.
+    let second = app.admin_named("second@example.com").await;
+    let mut second_all = Socket::signed_in(&app, &second.token).await;
+    second_all.subscribe("s", ALL, json!({})).await;
+    let demote = "mutation($id: ID!) { setUserRole(userId: $id, role: EMPLOYEE) { role } }";
+    let demoted = app.gql(Some(&admin.token), demote, json!({ "id": second.id })).await;
+    assert!(demoted.get("errors").is_none(), "{demoted}");
+    app.update(&admin.token, &theirs, json!({ "status": "RESOLVED" })).await;
+    assert_eq!(admin_all.change("m").await, told(&theirs, 3, false));
+    let own = app.create_ticket(&second.token, "Monitor flickers").await;
+    assert_eq!(second_all.change("s").await, told(&own, 1, false));
+
+    app.shutdown().await;
+}
+
+async fn a_socket_needs_a_valid_token(store: Store) {
+    let app = TestApp::spawn(store).await;
+    for payload in [json!({}), json!({ "authorization": "Bearer not-a-token" }), json!(null)] {
+        let (mut socket, first) = Socket::open(&app, payload.clone()).await;
+        let Message::Close(Some(frame)) = &first else { panic!("{payload}: closed, not {first:?}") };
+        assert!(frame.reason.starts_with("UNAUTHENTICATED: "), "{payload}: {}", frame.reason);
+        // Nothing follows the refusal.
+        let rest = tokio::time::timeout(PATIENCE, socket.0.next()).await.expect("the socket closes");
+        assert!(!matches!(rest, Some(Ok(Message::Text(_)))), "{rest:?}");
+    }
+    // Over plain HTTP a subscription is refused with a code.
+    let body = app.gql(None, ALL, json!({})).await;
+    assert_eq!(body["errors"][0]["extensions"]["code"], "BAD_USER_INPUT", "{body}");
+    app.shutdown().await;
+}
+
+async fn the_socket_serves_subscriptions_only(store: Store) {
+    let app = TestApp::spawn(store).await;
+    let alice = app.register("alice@example.com").await;
+    let mut socket = Socket::signed_in(&app, &alice.token).await;
+    for (query, says) in [
+        ("{ me { id } }", "only subscriptions"),
+        ("mutation { logout(refreshToken: \"x\") }", "only subscriptions"),
+        ("subscription { ticketChanged { id nope } }", "nope"),
+        ("subscription { ticketChanged(", ""),
+    ] {
+        socket.subscribe("q", query, json!({})).await;
+        let error = socket.ended_with("q").await;
+        assert_eq!(error["extensions"]["code"], "BAD_USER_INPUT", "{query}: {error}");
+        assert!(error["message"].as_str().unwrap_or_default().contains(says), "{query}: {error}");
+    }
+    // The socket is still usable after its refusals.
+    let ticket = app.create_ticket(&alice.token, "Keyboard sticks").await;
+    socket.subscribe("t", ONE, json!({ "id": ticket })).await;
+    app.update(&app.admin().await.token, &ticket, json!({ "status": "RESOLVED" })).await;
+    assert_eq!(socket.change("t").await, told(&ticket, 2, false));
+    app.shutdown().await;
+}
