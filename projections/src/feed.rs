@@ -70,7 +70,9 @@ async fn follow(
     mut progress: watch::Receiver<Checkpoint>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut seen = None;
+    // Where listening starts: a subscriber that comes before the first
+    // look (up to a second later) must not miss what happens meanwhile.
+    let mut seen = stored_checkpoint(&db).await.ok();
     let mut projector_alive = true;
     loop {
         let pause = if changes.receiver_count() > 0 { POLL } else { IDLE_POLL };

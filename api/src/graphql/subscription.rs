@@ -64,8 +64,7 @@ impl Subscription {
 }
 
 async fn follow(ctx: &Context<'_>, id: Option<ID>) -> ApiResult<impl Stream<Item = ApiResult<TicketChange>> + 'static> {
-    let live =
-        ctx.data::<Live>().map_err(|_| ApiError::BadInput("subscriptions are served on /graphql/ws".into()))?;
+    let live = ctx.data::<Live>().map_err(|_| ApiError::BadInput("subscriptions are served on /graphql/ws".into()))?;
     // Listening before looking, so no change falls in between.
     let changes = live.changes.subscribe();
     let viewer = live.viewer().await?;

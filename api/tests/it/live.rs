@@ -27,7 +27,11 @@ impl Socket {
     /// Opens `/graphql/ws` and sends `connection_init` with `payload`;
     /// returns the socket and the server's first answer.
     async fn open(app: &TestApp, payload: Value) -> (Self, Message) {
-        let url = format!("{}/graphql/ws", app.address().replace("http://", "ws://"));
+        Self::open_at(app.address(), payload).await
+    }
+
+    async fn open_at(address: &str, payload: Value) -> (Self, Message) {
+        let url = format!("{}/graphql/ws", address.replace("http://", "ws://"));
         let mut request = url.into_client_request().expect("a request");
         request.headers_mut().insert("sec-websocket-protocol", "graphql-transport-ws".parse().expect("a header"));
         let (stream, response) = tokio_tungstenite::connect_async(request).await.expect("the socket opens");
@@ -43,7 +47,11 @@ impl Socket {
 
     /// A socket signed in with `token`.
     async fn signed_in(app: &TestApp, token: &str) -> Self {
-        let (socket, first) = Self::open(app, json!({ "authorization": format!("Bearer {token}") })).await;
+        Self::signed_in_at(app.address(), token).await
+    }
+
+    async fn signed_in_at(address: &str, token: &str) -> Self {
+        let (socket, first) = Self::open_at(address, json!({ "authorization": format!("Bearer {token}") })).await;
         assert_eq!(message_json(&first)["type"], "connection_ack", "{first:?}");
         socket
     }
@@ -128,6 +136,7 @@ fn told(id: &str, version: i64, deleted: bool) -> Value {
 
 both_stores!(
     changes_reach_those_who_may_see_them,
+    another_replica_tells_its_subscribers_too,
     a_socket_needs_a_valid_token,
     the_socket_serves_subscriptions_only
 );
@@ -170,11 +179,13 @@ async fn changes_reach_those_who_may_see_them(store: Store) {
     assert_eq!(admin_all.change("m").await, told(&ours, 3, false));
 
     // A change that is visible when told can be read back at once.
-    let read = app.gql_ok(Some(&alice.token), "query($id: ID!) { ticket(id: $id) { version } }", json!({ "id": ours })).await;
+    let read =
+        app.gql_ok(Some(&alice.token), "query($id: ID!) { ticket(id: $id) { version } }", json!({ "id": ours })).await;
     assert_eq!(read["ticket"]["version"], 3);
 
     // A deletion is told to the reporter too, then the ticket is gone for her.
-    let deleted = app.gql(Some(&admin.token), "mutation($id: ID!) { deleteTicket(id: $id) }", json!({ "id": ours })).await;
+    let deleted =
+        app.gql(Some(&admin.token), "mutation($id: ID!) { deleteTicket(id: $id) }", json!({ "id": ours })).await;
     assert!(deleted.get("errors").is_none(), "{deleted}");
     assert_eq!(alice_all.change("a").await, told(&ours, 4, true));
     assert_eq!(admin_all.change("m").await, told(&ours, 4, true));
@@ -191,6 +202,28 @@ async fn changes_reach_those_who_may_see_them(store: Store) {
     let own = app.create_ticket(&second.token, "Monitor flickers").await;
     assert_eq!(second_all.change("s").await, told(&own, 1, false));
 
+    app.shutdown().await;
+}
+
+/// A subscriber on a replica whose projector does not lead is told of a
+/// change made through another server, and of its own server's changes.
+async fn another_replica_tells_its_subscribers_too(store: Store) {
+    let app = TestApp::spawn(store).await;
+    let admin = app.admin().await;
+    let alice = app.register("alice@example.com").await;
+    let ticket = app.create_ticket(&alice.token, "Laptop will not boot").await;
+    let replica = app.replica().await;
+    let mut socket = Socket::signed_in_at(replica.address(), &alice.token).await;
+    socket.subscribe("r", ONE, json!({ "id": ticket })).await;
+    let updated = app.update(&admin.token, &ticket, json!({ "priority": "HIGH" })).await;
+    assert!(updated.get("errors").is_none(), "{updated}");
+    assert_eq!(socket.change("r").await, told(&ticket, 2, false));
+    let update = "mutation($id: ID!) { updateTicket(id: $id, input: {status: RESOLVED}) { version } }";
+    let answered = replica.gql(Some(&admin.token), update, json!({ "id": ticket })).await;
+    assert_eq!(answered["data"]["updateTicket"]["version"], 3, "{answered}");
+    assert_eq!(socket.change("r").await, told(&ticket, 3, false));
+    drop(socket);
+    replica.stop().await;
     app.shutdown().await;
 }
 

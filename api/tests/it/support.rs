@@ -273,6 +273,10 @@ impl Replica {
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
     }
 
+    pub fn address(&self) -> &str {
+        &self.server.address
+    }
+
     pub async fn stop(self) {
         drop(self.client);
         self.server.stop().await;
