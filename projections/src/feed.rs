@@ -32,6 +32,8 @@ const BACKLOG: usize = 4096;
 const POLL: Duration = Duration::from_millis(100);
 /// And while nobody listens, only to keep the starting point recent.
 const IDLE_POLL: Duration = Duration::from_secs(1);
+/// How long a wake-up waits for more batches to tell with it.
+const GATHER: Duration = Duration::from_millis(20);
 
 const CHANGED_POSTGRES: &str = "
 SELECT aggregate_id, MAX(sequence) FROM events
@@ -75,11 +77,21 @@ async fn follow(
     let mut seen = stored_checkpoint(&db).await.ok();
     let mut projector_alive = true;
     loop {
-        let pause = if changes.receiver_count() > 0 { POLL } else { IDLE_POLL };
+        // Nobody listening: the projector's batches (hundreds a second
+        // under load) are not even looked at.
+        let listening = changes.receiver_count() > 0;
+        let pause = if listening { POLL } else { IDLE_POLL };
         tokio::select! {
-            changed = progress.changed(), if projector_alive => projector_alive = changed.is_ok(),
+            changed = progress.changed(), if projector_alive && listening => projector_alive = changed.is_ok(),
             () = tokio::time::sleep(pause) => {}
             _ = stop.wait_for(|stop| *stop) => return,
+        }
+        if listening {
+            // Batches in quick succession are told together.
+            tokio::select! {
+                () = tokio::time::sleep(GATHER) => {}
+                _ = stop.wait_for(|stop| *stop) => return,
+            }
         }
         let now = match stored_checkpoint(&db).await {
             Ok(now) => now,
