@@ -77,17 +77,30 @@ async fn follow(
     let mut seen = stored_checkpoint(&db).await.ok();
     let mut projector_alive = true;
     loop {
-        // Nobody listening: the projector's batches (hundreds a second
-        // under load) are not even looked at.
         let listening = changes.receiver_count() > 0;
         let pause = if listening { POLL } else { IDLE_POLL };
-        tokio::select! {
-            changed = progress.changed(), if projector_alive && listening => projector_alive = changed.is_ok(),
-            () = tokio::time::sleep(pause) => {}
+        let projected = tokio::select! {
+            changed = progress.changed(), if projector_alive => {
+                projector_alive = changed.is_ok();
+                projector_alive.then(|| *progress.borrow_and_update())
+            }
+            () = tokio::time::sleep(pause) => None,
             _ = stop.wait_for(|stop| *stop) => return,
+        };
+        // Asked again after waiting: a listener that came meanwhile must be
+        // told of what woke the feed.
+        if changes.receiver_count() == 0 {
+            // Nobody to tell: the starting point moves with this process's
+            // projector for free, and with another's once a second.
+            seen = match projected {
+                Some(now) => Some(now),
+                None => stored_checkpoint(&db).await.ok().or(seen),
+            };
+            continue;
         }
-        if listening {
-            // Batches in quick succession are told together.
+        if projected.is_some() {
+            // Batches in quick succession (hundreds a second under load)
+            // are told together.
             tokio::select! {
                 () = tokio::time::sleep(GATHER) => {}
                 _ = stop.wait_for(|stop| *stop) => return,
@@ -109,18 +122,16 @@ async fn follow(
                 continue;
             }
         };
-        if changes.receiver_count() > 0 {
-            match changed_between(&db, from, now).await {
-                Ok(changed) => {
-                    for change in changed {
-                        // No listener left is not an error.
-                        let _ = changes.send(change);
-                    }
+        match changed_between(&db, from, now).await {
+            Ok(changed) => {
+                for change in changed {
+                    // No listener left is not an error.
+                    let _ = changes.send(change);
                 }
-                Err(error) => {
-                    tracing::warn!(error = %error, "change feed cannot read the events");
-                    continue;
-                }
+            }
+            Err(error) => {
+                tracing::warn!(error = %error, "change feed cannot read the events");
+                continue;
             }
         }
         seen = Some(now);
