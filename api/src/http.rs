@@ -66,6 +66,9 @@ pub struct LiveHub {
 
 /// Live connections one server holds at once.
 const MAX_LIVE_CONNECTIONS: usize = 4096;
+/// How long a live connection may take to send its `connection_init`
+/// (the `graphql-ws` client's own default wait).
+const LIVE_INIT_WAIT: Duration = Duration::from_secs(3);
 /// The largest message a live connection takes (a subscription's document
 /// and variables; `POST /graphql` has its own body limit).
 const MAX_LIVE_MESSAGE: usize = 64 * 1024;
@@ -202,11 +205,26 @@ async fn graphql_ws(
     let executor = LiveExecutor(state.schemas.full.clone());
     let (app, changes, mut closing) = (state.app.clone(), state.live.changes.clone(), state.live.closing.clone());
     upgrade.max_message_size(MAX_LIVE_MESSAGE).protocols(ALL_WEBSOCKET_PROTOCOLS).on_upgrade(move |socket| async move {
+        let (init_sent, init_seen) = tokio::sync::oneshot::channel();
         let serve = GraphQLWebSocket::new(socket, executor, protocol)
-            .on_connection_init(move |payload| subscription::connect(app, changes, payload, header))
+            .on_connection_init(move |payload| {
+                let _ = init_sent.send(());
+                subscription::connect(app, changes, payload, header)
+            })
             .serve();
+        let live = async move {
+            tokio::pin!(serve);
+            // A socket that does not sign in soon holds no place.
+            tokio::select! {
+                () = &mut serve => return,
+                sent = tokio::time::timeout(LIVE_INIT_WAIT, init_seen) => if !matches!(sent, Ok(Ok(()))) {
+                    return;
+                },
+            }
+            serve.await;
+        };
         tokio::select! {
-            () = serve => {}
+            () = live => {}
             _ = closing.wait_for(|closing| *closing) => {}
         }
         drop(permit);

@@ -31,15 +31,7 @@ impl Socket {
     }
 
     async fn open_at(address: &str, payload: Value) -> (Self, Message) {
-        let url = format!("{}/graphql/ws", address.replace("http://", "ws://"));
-        let mut request = url.into_client_request().expect("a request");
-        request.headers_mut().insert("sec-websocket-protocol", "graphql-transport-ws".parse().expect("a header"));
-        let (stream, response) = tokio_tungstenite::connect_async(request).await.expect("the socket opens");
-        assert_eq!(
-            response.headers().get("sec-websocket-protocol").and_then(|v| v.to_str().ok()),
-            Some("graphql-transport-ws")
-        );
-        let mut socket = Self(stream, VecDeque::new());
+        let mut socket = Self(upgrade(address).await, VecDeque::new());
         socket.send(json!({ "type": "connection_init", "payload": payload })).await;
         let first = socket.receive().await;
         (socket, first)
@@ -121,6 +113,19 @@ impl Socket {
         assert_eq!(complete, json!({ "type": "complete", "id": id }));
         error
     }
+}
+
+/// A WebSocket to `address`'s `/graphql/ws`, nothing sent yet.
+async fn upgrade(address: &str) -> WebSocketStream<MaybeTlsStream<TcpStream>> {
+    let url = format!("{}/graphql/ws", address.replace("http://", "ws://"));
+    let mut request = url.into_client_request().expect("a request");
+    request.headers_mut().insert("sec-websocket-protocol", "graphql-transport-ws".parse().expect("a header"));
+    let (stream, response) = tokio_tungstenite::connect_async(request).await.expect("the socket opens");
+    assert_eq!(
+        response.headers().get("sec-websocket-protocol").and_then(|v| v.to_str().ok()),
+        Some("graphql-transport-ws")
+    );
+    stream
 }
 
 fn message_json(message: &Message) -> Value {
@@ -237,6 +242,14 @@ async fn a_socket_needs_a_valid_token(store: Store) {
         let rest = tokio::time::timeout(PATIENCE, socket.0.next()).await.expect("the socket closes");
         assert!(!matches!(rest, Some(Ok(Message::Text(_)))), "{rest:?}");
     }
+    // A socket that never signs in is closed within seconds.
+    let mut silent = upgrade(app.address()).await;
+    let ended = tokio::time::timeout(PATIENCE, async {
+        while let Some(Ok(message)) = silent.next().await {
+            assert!(!matches!(message, Message::Text(_)), "{message:?}");
+        }
+    });
+    ended.await.expect("a silent socket is closed");
     // Over plain HTTP a subscription is refused with a code.
     let body = app.gql(None, ALL, json!({})).await;
     assert_eq!(body["errors"][0]["extensions"]["code"], "BAD_USER_INPUT", "{body}");
