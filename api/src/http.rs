@@ -35,7 +35,7 @@ use crate::graphql::admission::Held;
 use crate::graphql::limits::Documents;
 use crate::graphql::limits::Prepared;
 use crate::graphql::spliced::Texts;
-use crate::graphql::subscription::{self, LiveExecutor};
+use crate::graphql::subscription::{self, LiveExecutor, UserSockets};
 use crate::graphql::{RequestInfo, Schemas};
 use crate::secrets;
 use crate::state::{App, AppState, RateLimits};
@@ -59,6 +59,8 @@ pub struct LiveHub {
     changes: Changes,
     /// One permit a connection open.
     connections: Arc<Semaphore>,
+    /// And how many each user holds.
+    sockets: UserSockets,
     /// Turns true when the server starts draining: connections then close,
     /// so that clients reconnect to a server that stays.
     closing: watch::Receiver<bool>,
@@ -204,24 +206,41 @@ async fn graphql_ws(
     let header = crate::auth::caller::bearer(&headers).map(str::to_owned);
     let executor = LiveExecutor(state.schemas.full.clone());
     let (app, changes, mut closing) = (state.app.clone(), state.live.changes.clone(), state.live.closing.clone());
+    let sockets = state.live.sockets.clone();
     upgrade.max_message_size(MAX_LIVE_MESSAGE).protocols(ALL_WEBSOCKET_PROTOCOLS).on_upgrade(move |socket| async move {
         let (init_sent, init_seen) = tokio::sync::oneshot::channel();
+        let signing_in = app.clone();
         let serve = GraphQLWebSocket::new(socket, executor, protocol)
             .on_connection_init(move |payload| {
-                let _ = init_sent.send(());
-                subscription::connect(app, changes, payload, header)
+                let token = subscription::token_in(&payload).or(header);
+                let _ = init_sent.send(token.clone());
+                subscription::connect(signing_in, changes, sockets, token)
             })
             .serve();
         let live = async move {
             tokio::pin!(serve);
             // A socket that does not sign in soon holds no place.
-            tokio::select! {
+            let token = tokio::select! {
                 () = &mut serve => return,
-                sent = tokio::time::timeout(LIVE_INIT_WAIT, init_seen) => if !matches!(sent, Ok(Ok(()))) {
-                    return;
+                sent = tokio::time::timeout(LIVE_INIT_WAIT, init_seen) => match sent {
+                    Ok(Ok(Some(token))) => token,
+                    // Refused by `connect`, which closes the socket saying why.
+                    Ok(Ok(None)) => return serve.await,
+                    _ => return,
                 },
+            };
+            // Nor does one whose token has expired or whose user may no
+            // longer sign in, even with no subscription to notice it.
+            loop {
+                tokio::select! {
+                    () = &mut serve => return,
+                    () = tokio::time::sleep(subscription::RECHECK) => {
+                        if subscription::signed_in(&app, &token).await.is_err() {
+                            return;
+                        }
+                    }
+                }
             }
-            serve.await;
         };
         tokio::select! {
             () = live => {}
@@ -283,7 +302,7 @@ impl Application {
         let listen = settings.listen;
         let (app, projector) = assemble(settings).await?;
         let (stop, stopped) = watch::channel(false);
-        let changes = Changes::follow(app.read.db().clone(), projector.progress(), stopped.clone());
+        let changes = Changes::follow(app.read.clone(), projector.progress(), stopped.clone());
         let projector = tokio::spawn(projector.run(stopped.clone()));
         tokio::spawn(collect_blob_garbage(app.clone(), stopped));
         if let (Some(email), Some(password)) = (&app.settings.admin_email, &app.settings.admin_password) {
@@ -297,8 +316,12 @@ impl Application {
         crate::metrics::handle();
         let schemas = Arc::new(Schemas::new(&app));
         let (closing, closing_seen) = watch::channel(false);
-        let live =
-            LiveHub { changes, connections: Arc::new(Semaphore::new(MAX_LIVE_CONNECTIONS)), closing: closing_seen };
+        let live = LiveHub {
+            changes,
+            connections: Arc::new(Semaphore::new(MAX_LIVE_CONNECTIONS)),
+            sockets: UserSockets::default(),
+            closing: closing_seen,
+        };
         let state = HttpState { app, schemas, documents: Arc::default(), live };
         Ok(Self { listener, state, stop, closing, projector })
     }

@@ -5,7 +5,10 @@ use std::num::NonZeroUsize;
 use std::sync::LazyLock;
 
 /// Items in a part done on a thread of its own; smaller inputs (the live
-/// projector's batches, a page's keys) stay whole on the calling thread.
+/// projector's batches of a few events, a page's keys) stay whole on the
+/// calling thread. A rebuild's batches, or a catch-up's after the
+/// projector was away, are split: the calling thread (an async worker)
+/// waits for its helpers, as it would otherwise have done the whole work.
 const ITEMS_PER_PART: usize = 1000;
 
 static CORES: LazyLock<usize> = LazyLock::new(|| std::thread::available_parallelism().map_or(1, NonZeroUsize::get));
@@ -71,7 +74,8 @@ mod tests {
     fn the_first_failing_part_is_the_error() {
         let items: Vec<usize> = (0..10_000).collect();
         let failed = try_in_parts(&items, |part| if part.contains(&9_999) { Err(part[0]) } else { Ok(part.to_vec()) });
-        let expected_start = if *CORES > 1 { 10_000 - 10_000 / CORES.min(10) } else { 0 };
+        let parts = CORES.min(10);
+        let expected_start = (parts - 1) * 10_000_usize.div_ceil(parts);
         assert_eq!(failed, Err(expected_start));
     }
 }

@@ -14,14 +14,18 @@ use tokio::sync::{broadcast, watch};
 use uuid::Uuid;
 
 use crate::projector::{stored_checkpoint, Checkpoint};
+use crate::read::ReadModels;
 
-/// A ticket whose change the read models now show.
+/// A ticket whose change the read models now show, with what decides who
+/// may be told of it (read once for every listener).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TicketChanged {
     pub id: Uuid,
     /// Its version after the change (the newest, when several changes were
     /// projected together).
     pub version: i64,
+    pub reporter: Uuid,
+    pub deleted: bool,
 }
 
 /// Changes held for a listener that has not taken them yet; one that falls
@@ -53,9 +57,9 @@ pub struct Changes(broadcast::Sender<TicketChanged>);
 impl Changes {
     /// Follows `db`'s checkpoint until `stop` turns true; `progress` is this
     /// process's projector's.
-    pub fn follow(db: Db, progress: watch::Receiver<Checkpoint>, stop: watch::Receiver<bool>) -> Self {
+    pub fn follow(read: ReadModels, progress: watch::Receiver<Checkpoint>, stop: watch::Receiver<bool>) -> Self {
         let (sender, _) = broadcast::channel(BACKLOG);
-        tokio::spawn(follow(db, sender.clone(), progress, stop));
+        tokio::spawn(follow(read, sender.clone(), progress, stop));
         Self(sender)
     }
 
@@ -67,14 +71,15 @@ impl Changes {
 }
 
 async fn follow(
-    db: Db,
+    read: ReadModels,
     changes: broadcast::Sender<TicketChanged>,
     mut progress: watch::Receiver<Checkpoint>,
     mut stop: watch::Receiver<bool>,
 ) {
     // Where listening starts: a subscriber that comes before the first
     // look (up to a second later) must not miss what happens meanwhile.
-    let mut seen = stored_checkpoint(&db).await.ok();
+    let db = read.db().clone();
+    let mut seen = look(&db).await;
     let mut projector_alive = true;
     loop {
         let listening = changes.receiver_count() > 0;
@@ -87,32 +92,30 @@ async fn follow(
             () = tokio::time::sleep(pause) => None,
             _ = stop.wait_for(|stop| *stop) => return,
         };
-        // Asked again after waiting: a listener that came meanwhile must be
-        // told of what woke the feed.
+        // Where the projector is, read before asking who listens: a listener
+        // that came meanwhile is told of whatever moved after this.
+        let now = match projected {
+            Some(now) => Some(now),
+            None => look(&db).await,
+        };
         if changes.receiver_count() == 0 {
             // Nobody to tell: the starting point moves with this process's
-            // projector for free, and with another's once a second.
-            seen = match projected {
-                Some(now) => Some(now),
-                None => stored_checkpoint(&db).await.ok().or(seen),
-            };
+            // projector at once, and with another's once a second.
+            seen = now.or(seen);
             continue;
         }
-        if projected.is_some() {
+        let now = if projected.is_some() {
             // Batches in quick succession (hundreds a second under load)
             // are told together.
             tokio::select! {
                 () = tokio::time::sleep(GATHER) => {}
                 _ = stop.wait_for(|stop| *stop) => return,
             }
-        }
-        let now = match stored_checkpoint(&db).await {
-            Ok(now) => now,
-            Err(error) => {
-                tracing::warn!(error = %error, "change feed cannot read the checkpoint");
-                continue;
-            }
+            look(&db).await
+        } else {
+            now
         };
+        let Some(now) = now else { continue };
         // A checkpoint that went back is a rebuild from zero: nothing to
         // report for it, since no ticket is newer than it was.
         let from = match seen {
@@ -122,7 +125,7 @@ async fn follow(
                 continue;
             }
         };
-        match changed_between(&db, from, now).await {
+        match changed_between(&read, from, now).await {
             Ok(changed) => {
                 for change in changed {
                     // No listener left is not an error.
@@ -130,7 +133,7 @@ async fn follow(
                 }
             }
             Err(error) => {
-                tracing::warn!(error = %error, "change feed cannot read the events");
+                tracing::warn!(error = %error, "change feed cannot read the changes");
                 continue;
             }
         }
@@ -138,9 +141,22 @@ async fn follow(
     }
 }
 
-/// Tickets with events after `from` up to `to`, each with its newest version.
-async fn changed_between(db: &Db, from: Checkpoint, to: Checkpoint) -> Result<Vec<TicketChanged>, sqlx::Error> {
-    let rows: Vec<(String, i64)> = match db {
+/// The stored checkpoint, or `None` (logged) when the store fails.
+async fn look(db: &Db) -> Option<Checkpoint> {
+    stored_checkpoint(db)
+        .await
+        .map_err(|error| tracing::warn!(error = %error, "change feed cannot read the checkpoint"))
+        .ok()
+}
+
+/// Tickets with events after `from` up to `to`, each with its newest
+/// version and its row's reporter and deletion.
+async fn changed_between(
+    read: &ReadModels,
+    from: Checkpoint,
+    to: Checkpoint,
+) -> Result<Vec<TicketChanged>, sqlx::Error> {
+    let rows: Vec<(String, i64)> = match read.db() {
         Db::Postgres(pool) => {
             sqlx::query_as(CHANGED_POSTGRES)
                 .bind(from.transaction_id.to_string())
@@ -162,8 +178,13 @@ async fn changed_between(db: &Db, from: Checkpoint, to: Checkpoint) -> Result<Ve
                 .await?
         }
     };
-    Ok(rows
-        .into_iter()
-        .filter_map(|(id, version)| Some(TicketChanged { id: Uuid::parse_str(&id).ok()?, version }))
-        .collect())
+    let mut changed = Vec::with_capacity(rows.len());
+    for (id, version) in rows {
+        let Ok(id) = Uuid::parse_str(&id) else { continue };
+        // Projected up to `to`, so the row is there.
+        if let Some(row) = read.ticket(id).await? {
+            changed.push(TicketChanged { id, version, reporter: row.reporter_id, deleted: row.deleted_at.is_some() });
+        }
+    }
+    Ok(changed)
 }

@@ -25,9 +25,11 @@ use crate::state::AppState;
 
 /// Subscriptions one connection may hold at once.
 pub const MAX_SUBSCRIPTIONS: usize = 16;
+/// Connections one user may hold at once (tabs, devices).
+pub const MAX_USER_SOCKETS: usize = 16;
 /// How often a quiet subscription checks that its token has not expired
 /// and that its user may still sign in.
-const RECHECK: Duration = Duration::from_secs(30);
+pub const RECHECK: Duration = Duration::from_secs(30);
 
 pub struct Subscription;
 
@@ -65,6 +67,9 @@ impl Subscription {
 
 async fn follow(ctx: &Context<'_>, id: Option<ID>) -> ApiResult<impl Stream<Item = ApiResult<TicketChange>> + 'static> {
     let live = ctx.data::<Live>().map_err(|_| ApiError::BadInput("subscriptions are served on /graphql/ws".into()))?;
+    // Its place first: a flood of subscribe messages is refused before it
+    // asks anything of the store.
+    let slot = Slot::take(&live.open)?;
     // Listening before looking, so no change falls in between.
     let changes = live.changes.subscribe();
     let viewer = live.viewer().await?;
@@ -76,7 +81,8 @@ async fn follow(ctx: &Context<'_>, id: Option<ID>) -> ApiResult<impl Stream<Item
         }
         None => None,
     };
-    let follower = Follower { live: live.clone(), _slot: Slot::take(&live.open)?, changes, only, ended: false };
+    let recheck = tokio::time::Instant::now() + RECHECK;
+    let follower = Follower { live: live.clone(), _slot: slot, changes, only, recheck, ended: false };
     Ok(stream::unfold(follower, Follower::next))
 }
 
@@ -88,18 +94,26 @@ pub struct Live {
     token: String,
     /// Subscriptions open on this connection.
     open: Arc<AtomicUsize>,
+    _socket: Arc<UserSocket>,
 }
 
 impl Live {
     async fn viewer(&self) -> ApiResult<Viewer> {
-        self.app.caller_with(Some(&self.token)).await?.viewer()
+        signed_in(&self.app, &self.token).await
     }
 }
 
-/// Signs a connection in with the access token of its `connection_init`
-/// payload (`{"authorization": "Bearer …"}`, the key in any case) or else
-/// of the upgrade request's `Authorization` header; refuses it without a
-/// valid one.
+/// Who `token` signs in now.
+///
+/// # Errors
+/// `UNAUTHENTICATED` once the token has expired or its user may no longer
+/// sign in; store failures.
+pub async fn signed_in(app: &AppState, token: &str) -> ApiResult<Viewer> {
+    app.caller_with(Some(token)).await?.viewer()
+}
+
+/// Signs a connection in with `token` (see [`token_in`]); refuses it
+/// without a valid one.
 ///
 /// # Errors
 /// Without a token, or with one that is invalid, expired, or whose user
@@ -107,23 +121,59 @@ impl Live {
 pub async fn connect(
     app: AppState,
     changes: Changes,
-    payload: serde_json::Value,
-    header: Option<String>,
+    sockets: UserSockets,
+    token: Option<String>,
 ) -> async_graphql::Result<Data> {
-    let token = token_in(&payload).or(header);
     let refused = |error: ApiError| {
         let code = error.code();
         let told = async_graphql::Error::from(error);
         async_graphql::Error::new(format!("{code}: {}", told.message))
     };
     let caller = app.caller_with(token.as_deref()).await.map_err(refused)?;
-    caller.viewer().map_err(refused)?;
+    let viewer = caller.viewer().map_err(refused)?;
+    let socket = Arc::new(sockets.take(viewer.id).map_err(refused)?);
     let mut data = Data::default();
-    data.insert(Live { app, changes, token: token.unwrap_or_default(), open: Arc::default() });
+    data.insert(Live { app, changes, token: token.unwrap_or_default(), open: Arc::default(), _socket: socket });
     Ok(data)
 }
 
-fn token_in(payload: &serde_json::Value) -> Option<String> {
+/// How many connections each user holds, across one server.
+#[derive(Debug, Clone, Default)]
+pub struct UserSockets(Arc<std::sync::Mutex<std::collections::HashMap<uuid::Uuid, usize>>>);
+
+/// One of a user's [`MAX_USER_SOCKETS`], given back when its connection ends.
+pub struct UserSocket {
+    sockets: UserSockets,
+    user: uuid::Uuid,
+}
+
+impl UserSockets {
+    fn take(&self, user: uuid::Uuid) -> ApiResult<UserSocket> {
+        let mut held = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let count = held.entry(user).or_default();
+        if *count >= MAX_USER_SOCKETS {
+            return Err(ApiError::TooManyRequests);
+        }
+        *count += 1;
+        Ok(UserSocket { sockets: self.clone(), user })
+    }
+}
+
+impl Drop for UserSocket {
+    fn drop(&mut self) {
+        let mut held = self.sockets.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(count) = held.get_mut(&self.user) {
+            *count -= 1;
+            if *count == 0 {
+                held.remove(&self.user);
+            }
+        }
+    }
+}
+
+/// The access token of a `connection_init` payload
+/// (`{"authorization": "Bearer …"}`, the key in any case).
+pub fn token_in(payload: &serde_json::Value) -> Option<String> {
     let (_, value) = payload.as_object()?.iter().find(|(key, _)| key.eq_ignore_ascii_case("authorization"))?;
     let (scheme, token) = value.as_str()?.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned())
@@ -155,6 +205,8 @@ struct Follower {
     _slot: Slot,
     changes: broadcast::Receiver<TicketChanged>,
     only: Option<uuid::Uuid>,
+    /// When the caller is checked next if no change comes first.
+    recheck: tokio::time::Instant,
     ended: bool,
 }
 
@@ -168,16 +220,17 @@ impl Follower {
         loop {
             let received = tokio::select! {
                 received = self.changes.recv() => received,
-                () = tokio::time::sleep(RECHECK) => match self.live.viewer().await {
+                () = tokio::time::sleep_until(self.recheck) => match self.viewer().await {
                     Ok(_) => continue,
                     Err(error) => return self.end(error),
                 },
             };
             let change = match received {
                 Ok(change) => change,
-                Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    let message = format!("{missed} changes were missed: read again, then subscribe again");
-                    return self.end(ApiError::Conflict(message));
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    // How many were missed would tell of others' tickets.
+                    let message = "changes were missed: read again, then subscribe again";
+                    return self.end(ApiError::Conflict(message.into()));
                 }
                 Err(broadcast::error::RecvError::Closed) => return None,
             };
@@ -186,22 +239,26 @@ impl Follower {
             }
             // Who may see what is decided afresh for every change: a
             // demotion or a disabled account takes effect at once.
-            let viewer = match self.live.viewer().await {
+            let viewer = match self.viewer().await {
                 Ok(viewer) => viewer,
                 Err(error) => return self.end(error),
             };
-            let row = match self.live.app.read.ticket(change.id).await {
-                Ok(row) => row,
-                Err(error) => return self.end(error.into()),
-            };
-            let Some(row) = row.filter(|row| viewer.is_admin() || row.reporter_id == viewer.id) else { continue };
+            if !(viewer.is_admin() || change.reporter == viewer.id) {
+                continue;
+            }
             let told = TicketChange {
                 id: ID(change.id.to_string()),
                 version: i32::try_from(change.version).unwrap_or(i32::MAX),
-                deleted: row.deleted_at.is_some(),
+                deleted: change.deleted,
             };
             return Some((Ok(told), self));
         }
+    }
+
+    /// The caller, checked now; the next check is due in [`RECHECK`].
+    async fn viewer(&mut self) -> ApiResult<Viewer> {
+        self.recheck = tokio::time::Instant::now() + RECHECK;
+        self.live.viewer().await
     }
 
     fn end(mut self, error: ApiError) -> Next {
@@ -260,6 +317,19 @@ mod tests {
         assert_eq!(token_in(&json!({"authorization": "Basic abc"})), None);
         assert_eq!(token_in(&json!({"token": "abc"})), None);
         assert_eq!(token_in(&json!(null)), None);
+    }
+
+    #[test]
+    fn a_user_holds_a_bounded_number_of_connections() {
+        let sockets = UserSockets::default();
+        let (alice, bob) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+        let held: Vec<UserSocket> = (0..MAX_USER_SOCKETS).map(|_| sockets.take(alice).unwrap()).collect();
+        assert!(matches!(sockets.take(alice), Err(ApiError::TooManyRequests)));
+        let bobs = sockets.take(bob).expect("another user is not limited by Alice's");
+        drop(held);
+        drop(bobs);
+        assert!(sockets.0.lock().unwrap().is_empty(), "nothing is kept for users without connections");
+        assert!(sockets.take(alice).is_ok());
     }
 
     #[test]

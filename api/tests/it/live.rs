@@ -37,6 +37,16 @@ impl Socket {
         (socket, first)
     }
 
+    /// A socket signed in by the upgrade request's `Authorization` header,
+    /// its `connection_init` empty.
+    async fn signed_in_with_header(app: &TestApp, token: &str) -> Self {
+        let mut socket = Self(upgrade_with(app.address(), Some(token)).await, VecDeque::new());
+        socket.send(json!({ "type": "connection_init" })).await;
+        let first = socket.next_json().await;
+        assert_eq!(first["type"], "connection_ack", "{first}");
+        socket
+    }
+
     /// A socket signed in with `token`.
     async fn signed_in(app: &TestApp, token: &str) -> Self {
         Self::signed_in_at(app.address(), token).await
@@ -117,15 +127,30 @@ impl Socket {
 
 /// A WebSocket to `address`'s `/graphql/ws`, nothing sent yet.
 async fn upgrade(address: &str) -> WebSocketStream<MaybeTlsStream<TcpStream>> {
+    upgrade_with(address, None).await
+}
+
+async fn upgrade_with(address: &str, bearer: Option<&str>) -> WebSocketStream<MaybeTlsStream<TcpStream>> {
     let url = format!("{}/graphql/ws", address.replace("http://", "ws://"));
     let mut request = url.into_client_request().expect("a request");
     request.headers_mut().insert("sec-websocket-protocol", "graphql-transport-ws".parse().expect("a header"));
+    if let Some(token) = bearer {
+        request.headers_mut().insert("authorization", format!("Bearer {token}").parse().expect("a header"));
+    }
     let (stream, response) = tokio_tungstenite::connect_async(request).await.expect("the socket opens");
     assert_eq!(
         response.headers().get("sec-websocket-protocol").and_then(|v| v.to_str().ok()),
         Some("graphql-transport-ws")
     );
     stream
+}
+
+/// A text message as JSON, anything else as `null`.
+fn message_json_or_null(message: &Message) -> Value {
+    match message {
+        Message::Text(_) => message_json(message),
+        _ => Value::Null,
+    }
 }
 
 fn message_json(message: &Message) -> Value {
@@ -142,6 +167,8 @@ fn told(id: &str, version: i64, deleted: bool) -> Value {
 both_stores!(
     changes_reach_those_who_may_see_them,
     another_replica_tells_its_subscribers_too,
+    subscriptions_end_when_their_user_may_no_longer_sign_in,
+    a_connection_and_a_user_hold_bounded_places,
     a_socket_needs_a_valid_token,
     the_socket_serves_subscriptions_only
 );
@@ -232,6 +259,76 @@ async fn another_replica_tells_its_subscribers_too(store: Store) {
     app.shutdown().await;
 }
 
+/// A disabled account's subscription, and one whose token has expired,
+/// end at their next change with `UNAUTHENTICATED`.
+async fn subscriptions_end_when_their_user_may_no_longer_sign_in(store: Store) {
+    let app = TestApp::spawn(store).await;
+    let admin = app.admin().await;
+    let alice = app.register("alice@example.com").await;
+    let bob = app.register("bob@example.com").await;
+    let hers = app.create_ticket(&alice.token, "Printer jams").await;
+    let his = app.create_ticket(&bob.token, "VPN drops").await;
+
+    let mut alice_socket = Socket::signed_in(&app, &alice.token).await;
+    alice_socket.subscribe("a", ONE, json!({ "id": hers })).await;
+    let disable = "mutation($id: ID!) { setUserDisabled(userId: $id, disabled: true) { disabled } }";
+    let disabled = app.gql(Some(&admin.token), disable, json!({ "id": alice.id })).await;
+    assert!(disabled.get("errors").is_none(), "{disabled}");
+    app.update(&admin.token, &hers, json!({ "status": "IN_PROGRESS" })).await;
+    assert_eq!(alice_socket.ended_with("a").await["extensions"]["code"], "UNAUTHENTICATED");
+
+    // A token two seconds from its end (and then the 5 s of clock leeway
+    // every token has), signed in through the upgrade's header rather than
+    // `connection_init`.
+    let bob_id = bob.id.parse().expect("a uuid");
+    let issued = chrono::Utc::now() - chrono::Duration::minutes(15) + chrono::Duration::seconds(2);
+    let (short, _) = app.state().app.jwt.issue_access(bob_id, issued).expect("a token");
+    let mut bob_socket = Socket::signed_in_with_header(&app, &short).await;
+    bob_socket.subscribe("b", ONE, json!({ "id": his })).await;
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    app.update(&admin.token, &his, json!({ "status": "IN_PROGRESS" })).await;
+    let ended = bob_socket.ended_with("b").await;
+    assert_eq!(ended["extensions"]["code"], "UNAUTHENTICATED", "{ended}");
+    app.shutdown().await;
+}
+
+/// A connection holds at most 16 subscriptions, and a user 16 connections.
+async fn a_connection_and_a_user_hold_bounded_places(store: Store) {
+    let app = TestApp::spawn(store).await;
+    let alice = app.register("alice@example.com").await;
+    let mut socket = Socket::signed_in(&app, &alice.token).await;
+    for id in 0..=16 {
+        socket.send(json!({ "id": id.to_string(), "type": "subscribe", "payload": { "query": ALL } })).await;
+    }
+    // Which one is refused depends on the order the server starts them in.
+    let refused = socket.next_json().await;
+    assert_eq!(refused["type"], "next", "{refused}");
+    assert_eq!(refused["payload"]["errors"][0]["extensions"]["code"], "TOO_MANY_REQUESTS", "{refused}");
+    assert_eq!(socket.next_json().await, json!({ "type": "complete", "id": refused["id"] }));
+
+    let mut others = Vec::new();
+    for _ in 1..16 {
+        others.push(Socket::signed_in(&app, &alice.token).await);
+    }
+    let (_, first) = Socket::open(&app, json!({ "authorization": format!("Bearer {}", alice.token) })).await;
+    let Message::Close(Some(frame)) = &first else { panic!("closed, not {first:?}") };
+    assert!(frame.reason.starts_with("TOO_MANY_REQUESTS: "), "{}", frame.reason);
+    // A connection given back is a place again.
+    drop(others.pop());
+    let mut again = None;
+    for _ in 0..50 {
+        let (candidate, first) =
+            Socket::open(&app, json!({ "authorization": format!("Bearer {}", alice.token) })).await;
+        if message_json_or_null(&first)["type"] == "connection_ack" {
+            again = Some(candidate);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(again.is_some(), "a place given back is taken again");
+    app.shutdown().await;
+}
+
 async fn a_socket_needs_a_valid_token(store: Store) {
     let app = TestApp::spawn(store).await;
     for payload in [json!({}), json!({ "authorization": "Bearer not-a-token" }), json!(null)] {
@@ -244,15 +341,18 @@ async fn a_socket_needs_a_valid_token(store: Store) {
     }
     // A socket that never signs in is closed within seconds.
     let mut silent = upgrade(app.address()).await;
+    let opened = std::time::Instant::now();
     let ended = tokio::time::timeout(PATIENCE, async {
         while let Some(Ok(message)) = silent.next().await {
             assert!(!matches!(message, Message::Text(_)), "{message:?}");
         }
     });
     ended.await.expect("a silent socket is closed");
+    assert!(opened.elapsed() < Duration::from_secs(8), "closed after {:?}", opened.elapsed());
     // Over plain HTTP a subscription is refused with a code.
     let body = app.gql(None, ALL, json!({})).await;
     assert_eq!(body["errors"][0]["extensions"]["code"], "BAD_USER_INPUT", "{body}");
+    assert!(body["errors"][0]["message"].as_str().unwrap_or_default().contains("ubscription"), "{body}");
     app.shutdown().await;
 }
 
