@@ -131,17 +131,23 @@ async fn upgrade(address: &str) -> WebSocketStream<MaybeTlsStream<TcpStream>> {
 }
 
 async fn upgrade_with(address: &str, bearer: Option<&str>) -> WebSocketStream<MaybeTlsStream<TcpStream>> {
+    upgrade_speaking(address, bearer, "graphql-transport-ws").await
+}
+
+/// A WebSocket speaking `protocol` (`graphql-transport-ws` or the legacy `graphql-ws`).
+async fn upgrade_speaking(
+    address: &str,
+    bearer: Option<&str>,
+    protocol: &str,
+) -> WebSocketStream<MaybeTlsStream<TcpStream>> {
     let url = format!("{}/graphql/ws", address.replace("http://", "ws://"));
     let mut request = url.into_client_request().expect("a request");
-    request.headers_mut().insert("sec-websocket-protocol", "graphql-transport-ws".parse().expect("a header"));
+    request.headers_mut().insert("sec-websocket-protocol", protocol.parse().expect("a header"));
     if let Some(token) = bearer {
         request.headers_mut().insert("authorization", format!("Bearer {token}").parse().expect("a header"));
     }
     let (stream, response) = tokio_tungstenite::connect_async(request).await.expect("the socket opens");
-    assert_eq!(
-        response.headers().get("sec-websocket-protocol").and_then(|v| v.to_str().ok()),
-        Some("graphql-transport-ws")
-    );
+    assert_eq!(response.headers().get("sec-websocket-protocol").and_then(|v| v.to_str().ok()), Some(protocol));
     stream
 }
 
@@ -169,6 +175,7 @@ both_stores!(
     another_replica_tells_its_subscribers_too,
     subscriptions_end_when_their_user_may_no_longer_sign_in,
     a_connection_and_a_user_hold_bounded_places,
+    the_legacy_protocol_is_served_alike,
     a_socket_needs_a_valid_token,
     the_socket_serves_subscriptions_only
 );
@@ -326,6 +333,40 @@ async fn a_connection_and_a_user_hold_bounded_places(store: Store) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(again.is_some(), "a place given back is taken again");
+    app.shutdown().await;
+}
+
+/// Apollo's older `graphql-ws` protocol (subscriptions-transport-ws):
+/// refused with a `connection_error`, told with `data` messages.
+async fn the_legacy_protocol_is_served_alike(store: Store) {
+    let app = TestApp::spawn(store).await;
+    let admin = app.admin().await;
+    let alice = app.register("alice@example.com").await;
+    let ticket = app.create_ticket(&alice.token, "Dock not detected").await;
+
+    let mut refused = Socket(upgrade_speaking(app.address(), None, "graphql-ws").await, VecDeque::new());
+    refused.send(json!({ "type": "connection_init", "payload": {} })).await;
+    let error = refused.next_json().await;
+    assert_eq!(error["type"], "connection_error", "{error}");
+    assert!(error["payload"]["message"].as_str().unwrap_or_default().starts_with("UNAUTHENTICATED: "), "{error}");
+
+    let mut socket = Socket(upgrade_speaking(app.address(), None, "graphql-ws").await, VecDeque::new());
+    let init = json!({ "type": "connection_init", "payload": { "authorization": format!("Bearer {}", alice.token) } });
+    socket.send(init).await;
+    assert_eq!(socket.next_json().await["type"], "connection_ack");
+    let start = json!({ "id": "1", "type": "start", "payload": { "query": ONE, "variables": { "id": ticket } } });
+    socket.send(start).await;
+    // This protocol has no ping: a moment for the subscription to start.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    app.update(&admin.token, &ticket, json!({ "status": "IN_PROGRESS" })).await;
+    let data = loop {
+        let message = socket.next_json().await;
+        if message["type"] != "ka" {
+            break message;
+        }
+    };
+    assert_eq!(data["type"], "data", "{data}");
+    assert_eq!(data["payload"]["data"]["ticketChanged"], told(&ticket, 2, false));
     app.shutdown().await;
 }
 
