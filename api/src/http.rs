@@ -196,10 +196,18 @@ async fn graphql(
 /// graphql-ws), signed in by `connection_init`: see `graphql::subscription`.
 async fn graphql_ws(
     State(state): State<HttpState>,
+    connect: Option<Extension<ConnectInfo<SocketAddr>>>,
     protocol: GraphQLProtocol,
     upgrade: WebSocketUpgrade,
     headers: HeaderMap,
 ) -> Response {
+    // Each client opens so many a minute: a socket that never signs in
+    // holds a place for seconds, and reconnecting must not hold them all.
+    let peer = connect.map(|Extension(ConnectInfo(address))| address.ip());
+    let client = client_address(peer, &headers, &state.app.settings.trusted_proxies);
+    if state.app.limits.check_live(&client).is_err() {
+        return error_response(StatusCode::TOO_MANY_REQUESTS, "TOO_MANY_REQUESTS", "too many live connections");
+    }
     let Ok(permit) = state.live.connections.clone().try_acquire_owned() else {
         return error_response(StatusCode::SERVICE_UNAVAILABLE, "TOO_MANY_REQUESTS", "too many live connections");
     };

@@ -57,6 +57,8 @@ impl App {
 pub struct RateLimits {
     login_per_email: DefaultKeyedRateLimiter<String>,
     auth_per_client: DefaultKeyedRateLimiter<String>,
+    /// `/graphql/ws` connections opened per client address.
+    live_per_client: DefaultKeyedRateLimiter<String>,
 }
 
 impl Default for RateLimits {
@@ -65,6 +67,7 @@ impl Default for RateLimits {
         Self {
             login_per_email: RateLimiter::keyed(per_minute(10)),
             auth_per_client: RateLimiter::keyed(per_minute(60)),
+            live_per_client: RateLimiter::keyed(per_minute(120)),
         }
     }
 }
@@ -75,6 +78,13 @@ impl RateLimits {
     pub fn forget_idle(&self) {
         self.login_per_email.retain_recent();
         self.auth_per_client.retain_recent();
+        self.live_per_client.retain_recent();
+    }
+
+    /// # Errors
+    /// `TOO_MANY_REQUESTS` once `client` opened its minute's live connections.
+    pub fn check_live(&self, client: &str) -> ApiResult<()> {
+        self.live_per_client.check_key(&client.to_owned()).map_err(|_| ApiError::TooManyRequests)
     }
 
     /// # Errors
@@ -87,5 +97,20 @@ impl RateLimits {
         } else {
             Err(ApiError::TooManyRequests)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn live_connections_are_counted_per_client() {
+        let limits = RateLimits::default();
+        for _ in 0..120 {
+            limits.check_live("192.0.2.1").expect("within the minute's budget");
+        }
+        assert!(matches!(limits.check_live("192.0.2.1"), Err(ApiError::TooManyRequests)));
+        assert!(limits.check_live("192.0.2.2").is_ok(), "another client has its own budget");
     }
 }
