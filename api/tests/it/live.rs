@@ -244,8 +244,9 @@ async fn changes_reach_those_who_may_see_them(store: Store) {
     app.shutdown().await;
 }
 
-/// A subscriber on a replica whose projector does not lead is told of a
-/// change made through another server, and of its own server's changes.
+/// A subscriber on a second server is told of a change made through the
+/// first, and of its own server's changes (on PostgreSQL the second
+/// server's projector does not lead, so it learns of them by polling).
 async fn another_replica_tells_its_subscribers_too(store: Store) {
     let app = TestApp::spawn(store).await;
     let admin = app.admin().await;
