@@ -55,8 +55,8 @@ SELECT aggregate_id, MAX(sequence) FROM events
 pub struct Changes(broadcast::Sender<TicketChanged>);
 
 impl Changes {
-    /// Follows `db`'s checkpoint until `stop` turns true; `progress` is this
-    /// process's projector's.
+    /// Follows the checkpoint of `read`'s store until `stop` turns true;
+    /// `progress` is this process's projector's.
     pub fn follow(read: ReadModels, progress: watch::Receiver<Checkpoint>, stop: watch::Receiver<bool>) -> Self {
         let (sender, _) = broadcast::channel(BACKLOG);
         tokio::spawn(follow(read, sender.clone(), progress, stop));
