@@ -225,37 +225,43 @@ async fn graphql_ws(
                 subscription::connect(signing_in, changes, sockets, token)
             })
             .serve();
-        let live = async move {
-            tokio::pin!(serve);
-            // A socket that does not sign in soon holds no place.
-            let token = tokio::select! {
-                () = &mut serve => return,
-                sent = tokio::time::timeout(LIVE_INIT_WAIT, init_seen) => match sent {
-                    Ok(Ok(Some(token))) => token,
-                    // Refused by `connect`, which closes the socket saying why.
-                    Ok(Ok(None)) => return serve.await,
-                    _ => return,
-                },
-            };
-            // Nor does one whose token has expired or whose user may no
-            // longer sign in, even with no subscription to notice it.
-            loop {
-                tokio::select! {
-                    () = &mut serve => return,
-                    () = tokio::time::sleep(subscription::RECHECK) => {
-                        if subscription::signed_in(&app, &token).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-            }
-        };
         tokio::select! {
-            () = live => {}
+            () = while_signed_in(serve, init_seen, &app) => {}
             _ = closing.wait_for(|closing| *closing) => {}
         }
         drop(permit);
     })
+}
+
+/// Serves a live connection while it is signed in: one that sends no
+/// `connection_init` in time, or whose token expires or whose user may no
+/// longer sign in (checked every `RECHECK`, with or without
+/// subscriptions), is dropped, so it holds no place.
+async fn while_signed_in(
+    serve: impl std::future::Future<Output = ()>,
+    init_seen: tokio::sync::oneshot::Receiver<Option<String>>,
+    app: &AppState,
+) {
+    tokio::pin!(serve);
+    let token = tokio::select! {
+        () = &mut serve => return,
+        sent = tokio::time::timeout(LIVE_INIT_WAIT, init_seen) => match sent {
+            Ok(Ok(Some(token))) => token,
+            // Refused by `connect`, which closes the socket saying why.
+            Ok(Ok(None)) => return serve.await,
+            _ => return,
+        },
+    };
+    loop {
+        tokio::select! {
+            () = &mut serve => return,
+            () = tokio::time::sleep(subscription::RECHECK) => {
+                if subscription::signed_in(app, &token).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
 }
 
 async fn readyz(State(state): State<HttpState>) -> Response {

@@ -24,11 +24,11 @@ use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
 /// Subscriptions one connection may hold at once.
-pub const MAX_SUBSCRIPTIONS: usize = 16;
+const MAX_SUBSCRIPTIONS: usize = 16;
 /// Connections one user may hold at once (tabs, devices).
-pub const MAX_USER_SOCKETS: usize = 16;
-/// How often a quiet subscription checks that its token has not expired
-/// and that its user may still sign in.
+const MAX_USER_SOCKETS: usize = 16;
+/// How often a connection checks that its token has not expired and that
+/// its user may still sign in (each change told is checked as well).
 pub const RECHECK: Duration = Duration::from_secs(30);
 
 pub struct Subscription;
@@ -52,10 +52,10 @@ impl Subscription {
     /// Each change to a ticket the caller may see (an employee their own,
     /// an admin every one) once the read models show it; with `id`, that
     /// ticket's only (`NOT_FOUND` if the caller may not see it). It ends
-    /// with `UNAUTHENTICATED` once the connection's token has expired or
-    /// its user may no longer sign in (checked with each change, and every
-    /// 30 s), and with `CONFLICT` when it fell so far behind that changes
-    /// were missed: read again, then subscribe again.
+    /// with `UNAUTHENTICATED` at its next change once the connection's
+    /// token has expired or its user may no longer sign in (the connection
+    /// itself closes within 30 s), and with `CONFLICT` when it fell so far
+    /// behind that changes were missed: read again, then subscribe again.
     async fn ticket_changed(
         &self,
         ctx: &Context<'_>,
@@ -81,8 +81,7 @@ async fn follow(ctx: &Context<'_>, id: Option<ID>) -> ApiResult<impl Stream<Item
         }
         None => None,
     };
-    let recheck = tokio::time::Instant::now() + RECHECK;
-    let follower = Follower { live: live.clone(), _slot: slot, changes, only, recheck, ended: false };
+    let follower = Follower { live: live.clone(), _slot: slot, changes, only, ended: false };
     Ok(stream::unfold(follower, Follower::next))
 }
 
@@ -205,8 +204,6 @@ struct Follower {
     _slot: Slot,
     changes: broadcast::Receiver<TicketChanged>,
     only: Option<uuid::Uuid>,
-    /// When the caller is checked next if no change comes first.
-    recheck: tokio::time::Instant,
     ended: bool,
 }
 
@@ -218,14 +215,7 @@ impl Follower {
             return None;
         }
         loop {
-            let received = tokio::select! {
-                received = self.changes.recv() => received,
-                () = tokio::time::sleep_until(self.recheck) => match self.viewer().await {
-                    Ok(_) => continue,
-                    Err(error) => return self.end(error),
-                },
-            };
-            let change = match received {
+            let change = match self.changes.recv().await {
                 Ok(change) => change,
                 Err(broadcast::error::RecvError::Lagged(_)) => {
                     // How many were missed would tell of others' tickets.
@@ -239,7 +229,7 @@ impl Follower {
             }
             // Who may see what is decided afresh for every change: a
             // demotion or a disabled account takes effect at once.
-            let viewer = match self.viewer().await {
+            let viewer = match self.live.viewer().await {
                 Ok(viewer) => viewer,
                 Err(error) => return self.end(error),
             };
@@ -253,12 +243,6 @@ impl Follower {
             };
             return Some((Ok(told), self));
         }
-    }
-
-    /// The caller, checked now; the next check is due in [`RECHECK`].
-    async fn viewer(&mut self) -> ApiResult<Viewer> {
-        self.recheck = tokio::time::Instant::now() + RECHECK;
-        self.live.viewer().await
     }
 
     fn end(mut self, error: ApiError) -> Next {

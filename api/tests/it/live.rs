@@ -297,6 +297,14 @@ async fn subscriptions_end_when_their_user_may_no_longer_sign_in(store: Store) {
     app.update(&admin.token, &his, json!({ "status": "IN_PROGRESS" })).await;
     let ended = bob_socket.ended_with("b").await;
     assert_eq!(ended["extensions"]["code"], "UNAUTHENTICATED", "{ended}");
+    // The socket itself is closed at the connection's next check (every
+    // 30 s), with or without subscriptions.
+    let closed = tokio::time::timeout(Duration::from_secs(40), async {
+        while let Some(Ok(message)) = bob_socket.0.next().await {
+            assert!(!matches!(message, Message::Text(_)), "{message:?}");
+        }
+    });
+    closed.await.expect("a socket whose token expired is closed");
     app.shutdown().await;
 }
 
