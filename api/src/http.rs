@@ -319,6 +319,7 @@ impl Application {
         let changes = Changes::follow(app.read.clone(), projector.progress(), stopped.clone());
         let projector = tokio::spawn(projector.run(stopped.clone()));
         tokio::spawn(collect_blob_garbage(app.clone(), stopped));
+        app.read_models_whole().await.map_err(|e| anyhow::anyhow!("{}", e.describe()))?;
         if let (Some(email), Some(password)) = (&app.settings.admin_email, &app.settings.admin_password) {
             let password: SecretString = password.clone();
             app.bootstrap_admin(email, password)

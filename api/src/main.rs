@@ -33,7 +33,13 @@ async fn main() -> anyhow::Result<()> {
             let (app, projector) = assemble(settings).await?;
             let (stop, stopped) = tokio::sync::watch::channel(false);
             let running = tokio::spawn(projector.run(stopped));
-            let result = app.ensure_admin(&email, &display_name, password).await;
+            // After an interrupted rebuild the projector finishes it first,
+            // so the admin's row is there to show.
+            let whole = app.read_models_whole().await;
+            let result = match whole {
+                Ok(()) => app.ensure_admin(&email, &display_name, password).await,
+                Err(error) => Err(error),
+            };
             let _ = stop.send(true);
             let _ = running.await;
             let user = result.map_err(|e| anyhow::anyhow!("{}", e.describe()))?;

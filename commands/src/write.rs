@@ -291,6 +291,15 @@ impl WriteSide {
             .version)
     }
 
+    /// An account as its events say, for decisions that must not depend on
+    /// the read models (which lag, and are empty during a rebuild).
+    ///
+    /// # Errors
+    /// When the store fails or the stream cannot be read.
+    pub async fn account_state(&self, id: UserId) -> Result<Account, AggregateError<domain::account::AccountError>> {
+        Ok(self.load::<Account>(&id.to_string()).await?.aggregate)
+    }
+
     /// The aggregate from its snapshot and the events after it, read in one
     /// statement. A snapshot of an older shape of the aggregate is ignored
     /// (and overwritten at the next snapshot) and the stream replayed.

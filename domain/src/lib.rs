@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod account;
+mod email;
 pub mod sealed;
 pub mod ticket;
 pub mod values;

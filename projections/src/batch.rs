@@ -35,6 +35,7 @@ pub struct NewUser {
     pub password_hash: String,
     pub created_at: DateTime<Utc>,
     pub version: i64,
+    pub disabled_at: Option<DateTime<Utc>>,
 }
 
 /// What a search matches: title and description lower-cased here, since
@@ -105,7 +106,7 @@ const UPDATE_TICKET_SQLITE: &str = "UPDATE tickets SET \
 const PATCH_COLUMNS: &str =
     "id, status, priority, priority_rank, set_assignee, assignee_id, notes_envelope, deleted_at, updated_at, version";
 const INSERT_USERS: &str =
-    "INSERT INTO users (id, email, display_name, role, disabled, password_hash, created_at, version) ";
+    "INSERT INTO users (id, email, display_name, role, disabled, password_hash, created_at, version, disabled_at) ";
 const INSERT_TICKETS: &str = "INSERT INTO tickets (id, title, description, priority, priority_rank, status, \
     reporter_id, assignee_id, created_at, updated_at, version, notes_envelope, deleted_at, search_text) ";
 const INSERT_ATTACHMENTS: &str = "INSERT INTO attachments (id, ticket_id, filename, content_type, size, sha256, \
@@ -143,7 +144,8 @@ impl NewUser {
         match change {
             UserChange::Role(role) => self.role = role,
             UserChange::PasswordHash(hash) => self.password_hash = hash,
-            UserChange::Disabled(disabled) => self.disabled = disabled,
+            UserChange::Disabled(at) => (self.disabled, self.disabled_at) = (true, Some(at)),
+            UserChange::Enabled => self.disabled = false,
         }
         self.version = version;
     }
@@ -209,6 +211,7 @@ impl Batch {
                         password_hash,
                         created_at: at,
                         version: 1,
+                        disabled_at: None,
                     });
                 }
                 Write::UpdateUser { id, change, version } => match new_users.get(&id) {
@@ -226,7 +229,7 @@ impl Batch {
 static PG_INSERT_USERS: LazyLock<String> = LazyLock::new(|| {
     format!(
         "{INSERT_USERS} SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bool[], \
-         $6::text[], $7::timestamptz[], $8::int8[])"
+         $6::text[], $7::timestamptz[], $8::int8[], $9::timestamptz[])"
     )
 });
 static PG_INSERT_TICKETS: LazyLock<String> = LazyLock::new(|| {
@@ -311,6 +314,7 @@ async fn insert_new_rows(conn: &mut sqlx::PgConnection, batch: &Batch) -> Result
             .bind(column(users, |u| u.password_hash.as_str()))
             .bind(column(users, |u| u.created_at))
             .bind(column(users, |u| u.version))
+            .bind(column(users, |u| u.disabled_at))
             .execute(&mut *conn)
             .await?;
     }
@@ -388,8 +392,9 @@ impl Batch {
 fn copies_of(batch: &Batch) -> Result<Copies, sqlx::Error> {
     let mut copies = Copies::default();
     copies.add(INSERT_USERS, &batch.users, |row, u| {
-        row.start(8).field(&u.id)?.field(&u.email)?.field(&u.display_name)?.field(&u.role)?;
+        row.start(9).field(&u.id)?.field(&u.email)?.field(&u.display_name)?.field(&u.role)?;
         row.field(&u.disabled)?.field(&u.password_hash)?.field(&u.created_at)?.field(&u.version)?;
+        row.field(&u.disabled_at)?;
         Ok(())
     })?;
     copies.add(INSERT_TICKETS, &batch.tickets, |row, t| {
@@ -503,6 +508,7 @@ pub(crate) async fn apply_sqlite(conn: &mut sqlx::SqliteConnection, batch: &Batc
     insert_chunks(conn, INSERT_USERS, &batch.users, |mut b, u| {
         b.push_bind(u.id).push_bind(&u.email).push_bind(&u.display_name).push_bind(u.role);
         b.push_bind(u.disabled).push_bind(&u.password_hash).push_bind(u.created_at).push_bind(u.version);
+        b.push_bind(u.disabled_at);
     })
     .await?;
     for (id, change, version) in &batch.user_updates {

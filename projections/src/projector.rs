@@ -104,16 +104,30 @@ ON CONFLICT (name) DO UPDATE SET transaction_id = excluded.transaction_id, posit
 
 /// The checkpoint goes back to zero rather than away: a projector that read
 /// the old one (a server left running beside a rebuild) then fails its
-/// compare-and-set instead of re-creating the row from where it was.
+/// compare-and-set instead of re-creating the row from where it was. The
+/// same transaction marks the rebuild unfinished (see [`MARK_REBUILT`]).
 const CLEAR_READ_MODELS: &str =
     "DELETE FROM ticket_history; DELETE FROM attachments; DELETE FROM tickets; DELETE FROM users; \
-    UPDATE projector_checkpoints SET transaction_id = '0', position = 0;";
+    INSERT INTO projector_checkpoints (name, transaction_id, position, rebuilding) VALUES ('read_models', 0, 0, 1) \
+    ON CONFLICT (name) DO UPDATE SET transaction_id = 0, position = 0, rebuilding = 1;";
 /// On PostgreSQL the tables are truncated: deleted rows would stay behind
 /// as dead tuples until a vacuum, and every insert of the rebuild would
 /// check its unique keys against them (measured: half the rebuild's speed
 /// after a 100,000-ticket store was cleared).
 const CLEAR_READ_MODELS_POSTGRES: &str = "TRUNCATE ticket_history, attachments, tickets, users; \
-    UPDATE projector_checkpoints SET transaction_id = '0', position = 0;";
+    INSERT INTO projector_checkpoints (name, transaction_id, position, rebuilding) \
+    VALUES ('read_models', '0', 0, true) \
+    ON CONFLICT (name) DO UPDATE SET transaction_id = '0', position = 0, rebuilding = true;";
+
+/// A rebuild is durably unfinished from the transaction that empties the
+/// read models until every event that existed then is projected again: a
+/// rebuild stopped half way (a crash, Ctrl-C) leaves the mark, and the
+/// next projector to lead finishes the work from the checkpoint while the
+/// server waits before serving ([`rebuild_unfinished`]); a second
+/// `rebuild-projections` starts again from zero. Either way nothing half
+/// empty is served as if whole.
+const MARK_REBUILT: &str = "UPDATE projector_checkpoints SET rebuilding = false WHERE name = $1";
+const REBUILDING: &str = "SELECT rebuilding FROM projector_checkpoints WHERE name = $1";
 
 /// The newest sequence this process's projector has applied per stream, so
 /// a waiting mutation learns it is visible without asking the database.
@@ -244,6 +258,10 @@ impl Projector {
         let mut leader = self.elect(None).await?;
         tracing::info!("projector elected");
         let _leading = Leading::start(&self.projected);
+        let mut unfinished = self.unfinished_rebuild(leader.as_mut()).await?;
+        if unfinished.is_some() {
+            tracing::warn!("a rebuild of the read models was interrupted; finishing it");
+        }
         let mut from = None;
         loop {
             let start = match from {
@@ -254,6 +272,11 @@ impl Projector {
             from = batch.map(|(_, to)| to);
             if batch.is_some_and(|(applied, _)| applied == BATCH_LEN) {
                 continue;
+            }
+            if let (Some(target), Some((_, to))) = (unfinished, batch) {
+                if self.finish_rebuild(leader.as_mut(), to, target).await? {
+                    unfinished = None;
+                }
             }
             tokio::select! {
                 () = self.wake.notified() => {}
@@ -391,12 +414,66 @@ impl Projector {
     /// When a running server holds the projector lock, or the store fails.
     pub async fn rebuild(&self) -> anyhow::Result<usize> {
         let mut leader = self.elect(Some(Duration::from_secs(10))).await?;
-        match (&self.db, leader.as_mut()) {
-            (Db::Postgres(_), Some(conn)) => clear(conn.begin().await?, CLEAR_READ_MODELS_POSTGRES).await?,
-            (Db::Sqlite(pool), _) => clear(pool.begin().await?, CLEAR_READ_MODELS).await?,
+        self.empty(leader.as_mut()).await?;
+        let events = self.drain(leader).await?;
+        on_db!(&self.db, pool => sqlx::query(MARK_REBUILT).bind(NAME).execute(pool).await.map(|_| ()))?;
+        Ok(events)
+    }
+
+    /// A rebuild's first step alone: empties the read models and marks the
+    /// rebuild unfinished, as a rebuild stopped right after it leaves the
+    /// store (for tests and tools).
+    ///
+    /// # Errors
+    /// When the store fails or another projector leads.
+    pub async fn begin_rebuild(&self) -> anyhow::Result<()> {
+        let mut leader = self.elect(Some(Duration::from_secs(10))).await?;
+        self.empty(leader.as_mut()).await?;
+        Ok(release(leader).await?)
+    }
+
+    async fn empty(&self, leader: Option<&mut PgConnection>) -> anyhow::Result<()> {
+        match (&self.db, leader) {
+            (Db::Postgres(_), Some(conn)) => clear(conn.begin().await?, CLEAR_READ_MODELS_POSTGRES).await,
+            (Db::Sqlite(pool), _) => clear(pool.begin().await?, CLEAR_READ_MODELS).await,
             (Db::Postgres(_), None) => unreachable!("elected on PostgreSQL"),
         }
-        self.drain(leader).await
+    }
+
+    /// While a rebuild is marked unfinished, the position of the newest
+    /// event, which the checkpoint must pass before the mark is lifted.
+    async fn unfinished_rebuild(&self, leader: Option<&mut PgConnection>) -> anyhow::Result<Option<i64>> {
+        const NEWEST: &str = "SELECT COALESCE(MAX(position), 0) FROM events";
+        let Some(conn) = leader else {
+            if !rebuild_unfinished(&self.db).await? {
+                return Ok(None);
+            }
+            return Ok(Some(on_db!(&self.db, pool => sqlx::query_scalar(NEWEST).fetch_one(pool).await)?));
+        };
+        let marked: Option<bool> = sqlx::query_scalar(REBUILDING).bind(NAME).fetch_optional(&mut *conn).await?;
+        if marked != Some(true) {
+            return Ok(None);
+        }
+        Ok(Some(sqlx::query_scalar(NEWEST).fetch_one(conn).await?))
+    }
+
+    /// Lifts the mark of an unfinished rebuild once every event up to
+    /// `target` is projected; `true` when it did.
+    async fn finish_rebuild(
+        &self,
+        mut leader: Option<&mut PgConnection>,
+        checkpoint: Checkpoint,
+        target: i64,
+    ) -> anyhow::Result<bool> {
+        if remaining(&self.db, leader.as_deref_mut(), checkpoint, Some(target)).await? > 0 {
+            return Ok(false);
+        }
+        match leader {
+            Some(conn) => sqlx::query(MARK_REBUILT).bind(NAME).execute(conn).await.map(|_| ())?,
+            None => on_db!(&self.db, pool => sqlx::query(MARK_REBUILT).bind(NAME).execute(pool).await.map(|_| ()))?,
+        };
+        tracing::info!("the read models' unfinished rebuild is complete");
+        Ok(true)
     }
 
     async fn checkpoint(&self, leader: Option<&mut PgConnection>) -> anyhow::Result<Checkpoint> {
@@ -638,6 +715,16 @@ pub async fn remaining(
                 .await
         }
     }
+}
+
+/// Whether a rebuild of the read models was started and not finished.
+///
+/// # Errors
+/// When the store fails.
+pub async fn rebuild_unfinished(db: &Db) -> Result<bool, sqlx::Error> {
+    let marked: Option<bool> =
+        on_db!(db, pool => sqlx::query_scalar(REBUILDING).bind(NAME).fetch_optional(pool).await)?;
+    Ok(marked == Some(true))
 }
 
 /// Where the projector of `db` has got to.

@@ -49,6 +49,9 @@ pub struct UserRow {
     pub password_hash: String,
     pub created_at: DateTime<Utc>,
     pub version: i64,
+    /// When the account was last disabled, if ever: tokens issued before
+    /// it are refused even once it is enabled again.
+    pub disabled_at: Option<DateTime<Utc>>,
 }
 
 /// The history's `field` of a change to the confidential notes: such
@@ -205,7 +208,7 @@ macro_rules! ticket_columns {
 }
 const TICKET_COLUMNS: &str = concat!(ticket_columns!(), " FROM tickets");
 const USER_COLUMNS: &str =
-    "SELECT id, email, display_name, role, disabled, password_hash, created_at, version FROM users";
+    "SELECT id, email, display_name, role, disabled, password_hash, created_at, version, disabled_at FROM users";
 
 /// Escapes `%`, `_` and `\` so a search is a plain substring match.
 fn like_pattern(search: &str) -> String {
@@ -358,6 +361,8 @@ pub struct ReadModels {
 pub struct Access {
     pub role: String,
     pub disabled: bool,
+    /// When the account was last disabled (see [`UserRow::disabled_at`]).
+    pub disabled_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone)]
@@ -547,7 +552,7 @@ impl ReadModels {
     /// When the store fails.
     pub async fn access(&self, id: Uuid) -> Result<Option<Access>, sqlx::Error> {
         let user = self.users_by_ids(&[id]).await?.pop();
-        Ok(user.map(|user| Access { role: user.role.clone(), disabled: user.disabled }))
+        Ok(user.map(|user| Access { role: user.role.clone(), disabled: user.disabled, disabled_at: user.disabled_at }))
     }
 
     /// Forgets what memory holds of a user after this process changed it
@@ -621,6 +626,21 @@ impl ReadModels {
     pub async fn user_by_email(&self, email: &str) -> Result<Option<UserRow>, sqlx::Error> {
         let sql = format!("{USER_COLUMNS} WHERE email = $1");
         on_reads!(&self.reads, conn => sqlx::query_as(&sql).bind(email).fetch_optional(conn).await)
+    }
+
+    /// The addresses of accounts whose address is not plain ASCII: the only
+    /// ones a new address can be a look-alike of once it passed
+    /// `Email::check_not_lookalike` (an ASCII one cannot imitate them).
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub async fn non_ascii_emails(&self) -> Result<Vec<String>, sqlx::Error> {
+        // Emails hold no control characters, so "outside space to tilde" is
+        // "not ASCII" on both stores.
+        const POSTGRES: &str = "SELECT email FROM users WHERE email ~ '[^ -~]'";
+        const SQLITE: &str = "SELECT email FROM users WHERE email GLOB '*[^ -~]*'";
+        let sql = if self.db().is_postgres() { POSTGRES } else { SQLITE };
+        on_reads!(&self.reads, conn => sqlx::query_scalar(sql).fetch_all(conn).await)
     }
 
     /// Users in creation order after `(created_at, id)`.

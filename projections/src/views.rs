@@ -185,8 +185,8 @@ pub fn account_writes(user: Uuid, sequence: i64, event: &AccountEvent, meta: &Me
         AccountEvent::AccountPasswordChanged { password_hash } => {
             vec![update(UserChange::PasswordHash(password_hash.clone()))]
         }
-        AccountEvent::AccountDisabled => vec![update(UserChange::Disabled(true))],
-        AccountEvent::AccountEnabled => vec![update(UserChange::Disabled(false))],
+        AccountEvent::AccountDisabled => vec![update(UserChange::Disabled(meta.at))],
+        AccountEvent::AccountEnabled => vec![update(UserChange::Enabled)],
     }
 }
 

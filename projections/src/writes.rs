@@ -76,7 +76,10 @@ impl crate::read::TicketRow {
 pub enum UserChange {
     Role(&'static str),
     PasswordHash(String),
-    Disabled(bool),
+    /// Disabled at this time (tokens issued before it stay refused).
+    Disabled(DateTime<Utc>),
+    /// Enabled again; the time of the latest disabling is kept.
+    Enabled,
 }
 
 /// One attachment of a ticket, its name opened for display, and the
@@ -116,10 +119,15 @@ macro_rules! update_user {
                     .bind($version)
                     .bind(hash)
             }
-            UserChange::Disabled(disabled) => sqlx::query("UPDATE users SET disabled = $3, version = $2 WHERE id = $1")
-                .bind($id)
-                .bind($version)
-                .bind(*disabled),
+            UserChange::Disabled(at) => {
+                sqlx::query("UPDATE users SET disabled = true, disabled_at = $3, version = $2 WHERE id = $1")
+                    .bind($id)
+                    .bind($version)
+                    .bind(*at)
+            }
+            UserChange::Enabled => {
+                sqlx::query("UPDATE users SET disabled = false, version = $2 WHERE id = $1").bind($id).bind($version)
+            }
         };
         query.execute(&mut *$conn).await?;
     }};

@@ -3,9 +3,13 @@
 //! the next request rather than when the token expires. The role and the
 //! disabled flag are served from `ReadModels::access`: exact for every
 //! change this process projected or made, and at most `ACCESS_TTL` (one
-//! second) old for changes another replica's projector applied.
+//! second) old for changes another replica's projector applied. A token
+//! issued before its user was last disabled is refused even once the user
+//! is enabled again: the time of the disabling is part of that same
+//! cached row, so the check costs nothing more.
 
 use axum::http::HeaderMap;
+use chrono::{DateTime, Utc};
 use domain::values::Role;
 use uuid::Uuid;
 
@@ -55,6 +59,12 @@ impl Caller {
     }
 }
 
+/// Whether a token (access or refresh) issued at `issued` may still be
+/// used by an account last disabled at `disabled_at`.
+pub fn issued_since_disabling(issued: DateTime<Utc>, disabled_at: Option<DateTime<Utc>>) -> bool {
+    disabled_at.is_none_or(|at| issued > at)
+}
+
 /// The Bearer token of a request, if it carries one.
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
@@ -75,12 +85,15 @@ impl App {
     /// Only when the store fails; a bad token is `Caller::Refused`.
     pub async fn caller_with(&self, token: Option<&str>) -> ApiResult<Caller> {
         let Some(token) = token else { return Ok(Caller::Anonymous) };
-        let Ok(id) = self.jwt.access_subject(token) else { return Ok(Caller::Refused) };
+        let Ok(subject) = self.jwt.access_subject(token) else { return Ok(Caller::Refused) };
+        let id = subject.id;
         let caller = match self.read.access(id).await? {
-            Some(user) if !user.disabled => match Role::parse(&user.role) {
-                Ok(role) => Caller::User(Viewer { id, role }),
-                Err(_) => Caller::Refused,
-            },
+            Some(user) if !user.disabled && issued_since_disabling(subject.issued, user.disabled_at) => {
+                match Role::parse(&user.role) {
+                    Ok(role) => Caller::User(Viewer { id, role }),
+                    Err(_) => Caller::Refused,
+                }
+            }
             _ => Caller::Refused,
         };
         Ok(caller)

@@ -3,7 +3,7 @@
 //! that was already used revokes the whole family (it was stolen or
 //! replayed, and we cannot tell which copy is the thief's).
 
-use chrono::{Duration, SubsecRound, Utc};
+use chrono::{DateTime, Duration, SubsecRound, Utc};
 use commands::db::Db;
 use commands::on_db;
 use uuid::Uuid;
@@ -19,6 +19,14 @@ pub enum Refused {
     Invalid,
     /// Already used or revoked: the family is now revoked.
     Reused,
+}
+
+/// A refresh token just spent: whose, its family, and when it was issued.
+#[derive(Debug, Clone, Copy)]
+pub struct Spent {
+    pub user: Uuid,
+    pub family: Uuid,
+    pub issued: DateTime<Utc>,
 }
 
 #[derive(Clone)]
@@ -50,18 +58,18 @@ impl Sessions {
     ///
     /// # Errors
     /// The outer error is the store's; the inner says why the token is refused.
-    pub async fn spend(&self, token: &str) -> Result<Result<(Uuid, Uuid), Refused>, sqlx::Error> {
+    pub async fn spend(&self, token: &str) -> Result<Result<Spent, Refused>, sqlx::Error> {
         const SPEND: &str = "UPDATE refresh_tokens SET used_at = $2 \
             WHERE token_hash = $1 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $2 \
-            RETURNING user_id, family_id";
+            RETURNING user_id, family_id, created_at";
         const FIND: &str = "SELECT family_id, used_at IS NOT NULL OR revoked_at IS NOT NULL FROM refresh_tokens \
             WHERE token_hash = $1";
         let hash = hash_refresh_token(token);
         let now = Utc::now().trunc_subsecs(6);
-        let spent: Option<(Uuid, Uuid)> =
+        let spent: Option<(Uuid, Uuid, DateTime<Utc>)> =
             on_db!(&self.db, pool => sqlx::query_as(SPEND).bind(&hash).bind(now).fetch_optional(pool).await)?;
-        if let Some(found) = spent {
-            return Ok(Ok(found));
+        if let Some((user, family, issued)) = spent {
+            return Ok(Ok(Spent { user, family, issued }));
         }
         let known: Option<(Uuid, bool)> =
             on_db!(&self.db, pool => sqlx::query_as(FIND).bind(&hash).fetch_optional(pool).await)?;

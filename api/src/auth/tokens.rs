@@ -3,7 +3,11 @@
 //! Access tokens are HS256 JWTs, and only HS256 is accepted: a token whose
 //! header names another algorithm (`none`, HS512, RS256, …) is refused
 //! before its signature is looked at. `iss`, `aud`, `exp`, `iat` and `sub`
-//! are required, `typ` must be `"access"`, and the clock leeway is 5 s.
+//! are required, `typ` must be `"access"`, `nbf` (which every token we
+//! issue carries) is checked, and the clock leeway is 5 s. `iat_ms` is the
+//! issue time in milliseconds: a token issued before its user was last
+//! disabled is refused (`auth::caller`), and whole seconds could not tell
+//! a token from just before a disabling from one just after re-enabling.
 //!
 //! Refresh tokens are 32 random bytes (base64url, no padding) that mean
 //! nothing by themselves; only their SHA-256 (lower-case hex) is stored, so
@@ -59,6 +63,13 @@ pub struct AccessClaims {
     pub sub: String,
     pub exp: i64,
     pub iat: i64,
+    /// Not before: the issue time. Absent from tokens of older versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
+    /// The issue time in milliseconds; tokens without it count from the
+    /// start of their `iat` second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat_ms: Option<i64>,
     pub iss: String,
     pub aud: String,
     pub jti: String,
@@ -71,8 +82,8 @@ pub struct JwtKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
-    /// Tokens that verified, by their whole text: their subject and expiry.
-    verified: Mutex<LruCache<String, (Uuid, i64)>>,
+    /// Tokens that verified, by their whole text: what they say and their expiry.
+    verified: Mutex<LruCache<String, (Subject, i64)>>,
 }
 
 impl fmt::Debug for JwtKeys {
@@ -95,7 +106,7 @@ impl JwtKeys {
         validation.algorithms = vec![Algorithm::HS256];
         validation.leeway = LEEWAY_SECS;
         validation.validate_exp = true;
-        validation.validate_nbf = false;
+        validation.validate_nbf = true;
         validation.set_issuer(&[ISSUER]);
         validation.set_audience(&[AUDIENCE]);
         // `iat` is not checked by jsonwebtoken; `AccessClaims` requires it.
@@ -122,6 +133,8 @@ impl JwtKeys {
             sub: user_id.to_string(),
             exp: iat + ACCESS_TOKEN_TTL_SECS,
             iat,
+            nbf: Some(iat),
+            iat_ms: Some(now.timestamp_millis()),
             iss: ISSUER.to_owned(),
             aud: AUDIENCE.to_owned(),
             jti: Uuid::new_v4().to_string(),
@@ -162,7 +175,7 @@ impl JwtKeys {
     /// # Errors
     ///
     /// As [`Self::verify_access`].
-    pub fn access_subject(&self, token: &str) -> Result<Uuid, TokenError> {
+    pub fn access_subject(&self, token: &str) -> Result<Subject, TokenError> {
         let now = Utc::now().timestamp();
         let lock = || self.verified.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(&(subject, exp)) = lock().get(token) {
@@ -171,12 +184,23 @@ impl JwtKeys {
             }
         }
         let claims = self.verify_access(token)?;
-        let subject = Uuid::parse_str(&claims.sub).map_err(|_| TokenError::Invalid)?;
-        if now < claims.exp {
+        let id = Uuid::parse_str(&claims.sub).map_err(|_| TokenError::Invalid)?;
+        let issued_ms = claims.iat_ms.filter(|ms| ms.div_euclid(1000) == claims.iat).unwrap_or(claims.iat * 1000);
+        let issued = DateTime::from_timestamp_millis(issued_ms).ok_or(TokenError::Invalid)?;
+        let subject = Subject { id, issued };
+        // Not remembered before its `nbf`: it is refused again until then.
+        if now < claims.exp && claims.nbf.is_none_or(|nbf| nbf <= now) {
             lock().put(token.to_owned(), (subject, claims.exp));
         }
         Ok(subject)
     }
+}
+
+/// Whom an access token names, and when it was issued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Subject {
+    pub id: Uuid,
+    pub issued: DateTime<Utc>,
 }
 
 /// Creates a refresh token: returns the token to hand to the client and the
@@ -217,6 +241,8 @@ mod tests {
             sub: user.to_string(),
             exp: iat + 600,
             iat,
+            nbf: Some(iat),
+            iat_ms: None,
             iss: ISSUER.into(),
             aud: AUDIENCE.into(),
             jti: Uuid::new_v4().to_string(),
@@ -230,15 +256,15 @@ mod tests {
         let user = Uuid::new_v4();
         let remembered = || keys.verified.lock().unwrap().len();
         let token = sign_with(Algorithm::HS256, &claims(user));
-        assert_eq!(keys.access_subject(&token).unwrap(), user);
-        assert_eq!(keys.access_subject(&token).unwrap(), user);
+        assert_eq!(keys.access_subject(&token).unwrap().id, user);
+        assert_eq!(keys.access_subject(&token).unwrap().id, user);
         assert_eq!(remembered(), 1);
 
         // Past its `exp` but inside the leeway: accepted, never remembered.
         let mut late = claims(user);
         late.exp = Utc::now().timestamp() - 2;
         let late = sign_with(Algorithm::HS256, &late);
-        assert_eq!(keys.access_subject(&late).unwrap(), user);
+        assert_eq!(keys.access_subject(&late).unwrap().id, user);
         assert_eq!(remembered(), 1);
 
         // Refusals are not remembered, and a remembered token's text must
@@ -285,6 +311,31 @@ mod tests {
         // helper is sound), so the refusals below are about what they change.
         let forged = forge(r#"{"alg":"HS256","typ":"JWT"}"#, &claims, true);
         assert!(keys().verify_access(&forged).is_ok());
+    }
+
+    #[test]
+    fn tokens_are_not_valid_before_their_nbf() {
+        let keys = keys();
+        let user = Uuid::new_v4();
+        let (issued, _) = keys.issue_access(user, Utc::now()).unwrap();
+        let stated = keys.verify_access(&issued).unwrap();
+        assert_eq!(stated.nbf, Some(stated.iat));
+        assert_eq!(stated.iat_ms.map(|ms| ms.div_euclid(1000)), Some(stated.iat));
+
+        let mut early = claims(user);
+        early.nbf = Some(Utc::now().timestamp() + 60);
+        let early = sign_with(Algorithm::HS256, &early);
+        assert!(keys.verify_access(&early).is_err());
+        assert!(keys.access_subject(&early).is_err());
+        // Within the clock leeway, as for `exp`.
+        let mut skewed = claims(user);
+        skewed.nbf = Some(Utc::now().timestamp() + 2);
+        assert!(keys.access_subject(&sign_with(Algorithm::HS256, &skewed)).is_ok());
+        // Tokens of older versions carry no `nbf` and count from their `iat` second.
+        let mut old = claims(user);
+        old.nbf = None;
+        let subject = keys.access_subject(&sign_with(Algorithm::HS256, &old)).unwrap();
+        assert_eq!(subject.issued.timestamp_millis(), old.iat * 1000);
     }
 
     #[test]

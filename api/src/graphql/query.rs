@@ -30,15 +30,10 @@ fn page_size(first: i32) -> ApiResult<i64> {
     Ok(i64::from(first.min(MAX_PAGE)))
 }
 
-/// A search is plain text of at most 200 characters.
+/// A search is plain text of at most 200 characters, cleaned as stored
+/// text is (see `domain::values`), so it matches what was stored.
 fn search_text(search: &str) -> ApiResult<String> {
-    if search.chars().count() > 200 {
-        return Err(ApiError::BadInput("search must be at most 200 characters".into()));
-    }
-    if search.chars().any(char::is_control) {
-        return Err(ApiError::BadInput("search contains control characters".into()));
-    }
-    Ok(search.to_owned())
+    Ok(domain::values::SearchText::parse(search)?.as_str().to_owned())
 }
 
 fn encode_cursor<T: serde::Serialize>(key: &T) -> String {

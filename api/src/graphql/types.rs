@@ -795,6 +795,7 @@ mod tests {
             password_hash: "$argon2id$".into(),
             created_at: at,
             version: 1,
+            disabled_at: None,
         };
         let row = |sequence, actor_id, action: &str, to: Option<&str>| HistoryRow {
             sequence,

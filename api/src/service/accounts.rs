@@ -8,6 +8,7 @@ use projections::read::{Table, UserRow};
 use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
+use crate::auth::caller::issued_since_disabling;
 use crate::auth::password::check_policy;
 use crate::auth::sessions::Refused;
 use crate::error::{ApiError, ApiResult};
@@ -41,6 +42,10 @@ impl App {
         self.start_session(user, None).await
     }
 
+    /// Registers an account. Whether the address is taken is decided by
+    /// its event stream (the id is derived from the address), so a lagging
+    /// or rebuilding read model cannot let a second registration through
+    /// nor turn a present account away.
     async fn create_account(
         &self,
         email: Email,
@@ -50,9 +55,10 @@ impl App {
         actor: &Actor,
     ) -> ApiResult<UserRow> {
         let id = UserId::for_email(&email);
-        if self.read.user(id.as_uuid()).await?.is_some() {
+        if self.account_state(id).await?.exists() {
             return Err(ApiError::BadInput("an account with this email already exists".into()));
         }
+        self.refuse_look_alikes(&email).await?;
         let password_hash = self.hasher.hash(password).await.map_err(ApiError::internal)?;
         let registered = UserRow {
             id: id.as_uuid(),
@@ -63,10 +69,32 @@ impl App {
             password_hash: password_hash.clone(),
             created_at: chrono::Utc::now(),
             version: 1,
+            disabled_at: None,
         };
         let command = AccountCommand::Register { email, display_name, password_hash, role };
         let version = self.write.account(id, command, actor).await?;
         self.user_after(id.as_uuid(), version, |_| Some(registered)).await
+    }
+
+    async fn account_state(&self, id: UserId) -> ApiResult<domain::account::Account> {
+        self.write.account_state(id).await.map_err(ApiError::internal)
+    }
+
+    /// A new address must not look like an existing one. The address alone
+    /// settles it for every account registered since this check exists
+    /// (`Email::check_not_lookalike`: one script per part, no imitation of
+    /// ASCII), whatever the read models show. Accounts registered before
+    /// could hold any non-ASCII address; those are long projected, so their
+    /// skeletons are compared from the read model.
+    async fn refuse_look_alikes(&self, email: &Email) -> ApiResult<()> {
+        email.check_not_lookalike()?;
+        let skeleton = email.skeleton();
+        for existing in self.read.non_ascii_emails().await? {
+            if Email::parse(&existing).is_ok_and(|other| other.skeleton() == skeleton) {
+                return Err(ApiError::BadInput("an account with a look-alike email already exists".into()));
+            }
+        }
+        Ok(())
     }
 
     /// The user as of `version`; while the projector lags, `expected`
@@ -86,14 +114,18 @@ impl App {
     }
 
     /// Unknown emails, wrong passwords and disabled accounts all answer the
-    /// same, after the same amount of hashing work.
+    /// same, after the same amount of hashing work. An over-long email is
+    /// refused before the throttles record anything about it.
     ///
     /// # Errors
-    /// `UNAUTHENTICATED` for bad credentials, `TOO_MANY_REQUESTS` when throttled.
+    /// `BAD_USER_INPUT` for an email over 254 bytes, `UNAUTHENTICATED` for
+    /// bad credentials, `TOO_MANY_REQUESTS` when throttled.
     pub async fn login(&self, email: &str, password: SecretString, client: &str) -> ApiResult<Session> {
-        self.limits.check(Some(email.trim()), client)?;
-        let user = match Email::parse(email) {
-            Ok(email) => self.read.user_by_email(email.as_str()).await?,
+        let normalised =
+            Email::normalise(email).ok_or_else(|| ApiError::BadInput("email address is too long".into()))?;
+        self.limits.check(Some(&normalised), client)?;
+        let user = match Email::parse(&normalised) {
+            Ok(parsed) => self.account_by_email(&parsed, email).await?,
             Err(_) => None,
         };
         let hash = user.as_ref().map(|user| user.password_hash.clone());
@@ -101,6 +133,18 @@ impl App {
         match user {
             Some(user) if matches && !user.disabled => self.start_session(user, None).await,
             _ => Err(ApiError::Unauthenticated(BAD_CREDENTIALS)),
+        }
+    }
+
+    /// The account of an address, also when it was registered before
+    /// addresses were NFKC-normalised and is stored in its older form.
+    async fn account_by_email(&self, email: &Email, typed: &str) -> ApiResult<Option<UserRow>> {
+        if let Some(user) = self.read.user_by_email(email.as_str()).await? {
+            return Ok(Some(user));
+        }
+        match Email::legacy_form(typed) {
+            Some(legacy) if legacy != email.as_str() => Ok(self.read.user_by_email(&legacy).await?),
+            _ => Ok(None),
         }
     }
 
@@ -114,13 +158,18 @@ impl App {
     /// `UNAUTHENTICATED` for an unknown, expired, reused or revoked token.
     pub async fn refresh(&self, token: &str, client: &str) -> ApiResult<Session> {
         self.limits.check(None, client)?;
-        let (user_id, family) = match self.sessions.spend(token).await? {
-            Ok(found) => found,
+        let spent = match self.sessions.spend(token).await? {
+            Ok(spent) => spent,
             Err(Refused::Invalid) => return Err(ApiError::Unauthenticated("invalid refresh token")),
             Err(Refused::Reused) => return Err(ApiError::Unauthenticated("refresh token already used; sign in again")),
         };
-        let session = match self.read.user(user_id).await? {
-            Some(user) if !user.disabled => self.start_session(user, Some(family)).await?,
+        let family = spent.family;
+        // A token from before the latest disabling was revoked by it; this
+        // also refuses one whose revocation a racing refresh got ahead of.
+        let session = match self.read.user(spent.user).await? {
+            Some(user) if !user.disabled && issued_since_disabling(spent.issued, user.disabled_at) => {
+                self.start_session(user, Some(family)).await?
+            }
             _ => return Err(ApiError::Unauthenticated("invalid refresh token")),
         };
         // A reuse racing this request revokes the family; the token just
@@ -143,7 +192,7 @@ impl App {
     pub async fn set_role(&self, user: &str, role: Role, actor: &Actor) -> ApiResult<UserRow> {
         let id = UserId::parse(user)?;
         self.changing_access(actor, || async {
-            let target = self.read.user(id.as_uuid()).await?.ok_or(ApiError::NotFound("user"))?;
+            let target = self.existing_account(id).await?;
             if role != Role::Admin {
                 self.keep_an_admin(&target).await?;
             }
@@ -192,7 +241,7 @@ impl App {
     pub async fn set_disabled(&self, user: &str, disabled: bool, actor: &Actor) -> ApiResult<UserRow> {
         let id = UserId::parse(user)?;
         self.changing_access(actor, || async {
-            let target = self.read.user(id.as_uuid()).await?.ok_or(ApiError::NotFound("user"))?;
+            let target = self.existing_account(id).await?;
             let command = if disabled {
                 self.keep_an_admin(&target).await?;
                 AccountCommand::Disable
@@ -208,8 +257,17 @@ impl App {
         .await
     }
 
-    async fn keep_an_admin(&self, target: &UserRow) -> ApiResult<()> {
-        if target.role == Role::Admin.as_str() && !target.disabled && self.read.active_admins().await? <= 1 {
+    /// The account as its events say; `NOT_FOUND` when it was never registered.
+    async fn existing_account(&self, id: UserId) -> ApiResult<domain::account::Account> {
+        let account = self.account_state(id).await?;
+        account.exists().then_some(account).ok_or(ApiError::NotFound("user"))
+    }
+
+    /// Counting the admins is a question across accounts, so it is asked of
+    /// the read model; the lease of `changing_access` and each change
+    /// waiting for its projection keep that count current.
+    async fn keep_an_admin(&self, target: &domain::account::Account) -> ApiResult<()> {
+        if target.role() == Some(Role::Admin) && !target.disabled() && self.read.active_admins().await? <= 1 {
             return Err(ApiError::BadInput("cannot remove the last admin".into()));
         }
         Ok(())
@@ -217,20 +275,28 @@ impl App {
 
     /// Start-up's bootstrap admin: created when missing, otherwise left as
     /// it is, so what admins later decide about it (a new password, a
-    /// demotion) is not undone at the next restart.
+    /// demotion) is not undone at the next restart. Whether it exists is
+    /// asked of its event stream: after an interrupted rebuild the read
+    /// models may not show it yet.
     ///
     /// # Errors
     /// Invalid input or a store failure.
-    pub async fn bootstrap_admin(&self, email: &str, password: SecretString) -> ApiResult<UserRow> {
-        let parsed = Email::parse(email)?;
-        match self.read.user(UserId::for_email(&parsed).as_uuid()).await? {
-            Some(existing) => Ok(existing),
-            None => self.ensure_admin(email, "Administrator", password).await,
+    pub async fn bootstrap_admin(&self, email: &str, password: SecretString) -> ApiResult<UserId> {
+        let id = UserId::for_email(&Email::parse(email)?);
+        if self.account_state(id).await?.exists() {
+            return Ok(id);
+        }
+        match self.ensure_admin(email, "Administrator", password).await {
+            Ok(_) => Ok(id),
+            // Another replica starting at the same time registered it first.
+            Err(_) if self.account_state(id).await?.exists() => Ok(id),
+            Err(error) => Err(error),
         }
     }
 
     /// Creates an admin, or makes an existing account an admin with this
-    /// password; running it again changes nothing.
+    /// password; running it again changes nothing. Decided from the
+    /// account's events, not the read models.
     ///
     /// # Errors
     /// Invalid input or a store failure.
@@ -241,11 +307,12 @@ impl App {
         check_policy(password.expose_secret(), email.as_str(), display_name.as_str())
             .map_err(|e| ApiError::BadInput(e.to_string()))?;
         let id = UserId::for_email(&email);
-        let Some(existing) = self.read.user(id.as_uuid()).await? else {
+        let account = self.account_state(id).await?;
+        if !account.exists() {
             return self.create_account(email, display_name, password, Role::Admin, &actor).await;
-        };
-        let mut version = existing.version.try_into().unwrap_or_default();
-        if !self.hasher.verify(password.clone(), Some(existing.password_hash.clone())).await {
+        }
+        let mut version = account.version();
+        if !self.hasher.verify(password.clone(), Some(account.password_hash().to_owned())).await {
             let password_hash = self.hasher.hash(password).await.map_err(ApiError::internal)?;
             version = self.write.account(id, AccountCommand::ChangePassword { password_hash }, &actor).await?;
         }

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod accounts;
 mod auth;
 mod health;
 mod live;

@@ -120,7 +120,8 @@ impl TestApp {
         &self.server().address
     }
 
-    async fn stop_server(&mut self) {
+    /// Stops the server, leaving the database as it is (`restart` starts one again).
+    pub async fn stop_server(&mut self) {
         // Idle keep-alive connections must not hold the drain up.
         self.client = reqwest::Client::new();
         if let Some(server) = self.server.take() {

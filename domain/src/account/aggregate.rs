@@ -32,6 +32,26 @@ impl Account {
         self.version
     }
 
+    /// Whether the stream holds a registration: decisions about accounts
+    /// (is this email taken, is the bootstrap admin there) are made from
+    /// this, not from a read model that may lag or be rebuilding.
+    pub fn exists(&self) -> bool {
+        self.id.is_some()
+    }
+
+    pub fn role(&self) -> Option<Role> {
+        self.role
+    }
+
+    pub fn disabled(&self) -> bool {
+        self.disabled
+    }
+
+    /// The argon2id PHC string of the current password (empty before registration).
+    pub fn password_hash(&self) -> &str {
+        &self.password_hash
+    }
+
     fn decide(&self, command: AccountCommand) -> Result<Vec<AccountEvent>, AccountError> {
         if let AccountCommand::Register { email, display_name, password_hash, role } = command {
             if self.id.is_some() {
