@@ -44,6 +44,10 @@ use crate::state::{App, AppState, RateLimits};
 const DRAIN: Duration = Duration::from_secs(20);
 /// Projector lag beyond which the server reports itself not ready.
 const MAX_READY_LAG: i64 = 10_000;
+/// How long `/readyz` waits on the store. With the database away each query
+/// waits for the pool's whole acquire timeout, and a probe must hear "not
+/// ready" in time rather than time out itself.
+const READY_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Clone)]
 pub struct HttpState {
@@ -265,11 +269,18 @@ async fn while_signed_in(
 }
 
 async fn readyz(State(state): State<HttpState>) -> Response {
-    let store = state.app.read.db().ping().await.is_ok();
-    let lag = state.app.read.lag().await.ok();
+    let (store, lag) = tokio::time::timeout(READY_CHECK_TIMEOUT, store_and_lag(&state)).await.unwrap_or((false, None));
     let ready = store && lag.is_some_and(|lag| lag <= MAX_READY_LAG);
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(json!({ "ready": ready, "store": store, "projector_lag": lag }))).into_response()
+}
+
+/// Whether the store answers, and then how far the projector is behind.
+async fn store_and_lag(state: &HttpState) -> (bool, Option<i64>) {
+    if state.app.read.db().ping().await.is_err() {
+        return (false, None);
+    }
+    (true, state.app.read.lag().await.ok())
 }
 
 /// A built server: bound, projector running, not yet serving.

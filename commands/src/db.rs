@@ -65,6 +65,27 @@ fn ping_if_idle<C: sqlx::Connection>(
     })
 }
 
+/// Keeps a SQLite connection only if it is out of any transaction. SQLite
+/// ends a transaction by itself on some errors (a full disk, an I/O error);
+/// sqlx's rollback then fails and it goes on counting the transaction as
+/// open, so the connection's next transaction is a savepoint in none, and
+/// rolling that back leaves a transaction open for ever: stale reads, the
+/// write lock held, commits that never land. Such a connection is closed.
+fn out_of_transaction(
+    conn: &mut sqlx::SqliteConnection,
+    _: sqlx::pool::PoolConnectionMetadata,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<bool, sqlx::Error>> + Send + '_>> {
+    use sqlx::Connection as _;
+    Box::pin(async move {
+        if !conn.is_in_transaction() {
+            return Ok(true);
+        }
+        // A dropped transaction's rollback is still queued: let it run first.
+        conn.ping().await?;
+        Ok(!conn.is_in_transaction())
+    })
+}
+
 /// The database holds password hashes and readable ticket text: only its
 /// owner may read it. SQLite gives its -wal and -shm files the same mode.
 fn restrict_to_owner(path: &std::path::Path) {
@@ -120,6 +141,7 @@ impl Db {
                 .max_connections(8)
                 .test_before_acquire(false)
                 .before_acquire(ping_if_idle)
+                .after_release(out_of_transaction)
                 .acquire_timeout(Duration::from_secs(10))
                 .connect_with(options)
                 .await

@@ -9,6 +9,8 @@ use domain::ticket::{TicketCommand, TicketError, TicketEvent, TicketUpdate};
 use domain::values::{Priority, Status, TicketId, UserId};
 use uuid::Uuid;
 
+mod sqlite_pool;
+
 async fn open_ticket(db: &Db) -> (commands::write::WriteSide, TicketId) {
     let write = commands::write::WriteSide::new(db.clone());
     let keys = KeyRing::new(db.clone(), test_support::master_keys());
