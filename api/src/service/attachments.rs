@@ -224,12 +224,14 @@ impl App {
         let mut stored = self.store_evidence(ticket_id, evidence).await?;
         let command = TicketCommand::AddAttachment(stored.attachments.remove(0));
         let version = self.write.ticket(ticket_id, command, actor).await?;
-        let visible = self.projected(Table::Tickets, ticket.id, version, true).await?;
+        let visible = self.projected(Table::Tickets, ticket.id, version, true).await;
         if visible {
-            self.confirm_evidence(stored.files).await?;
+            self.confirm_evidence(stored.files).await.map_err(ApiError::after_commit)?;
         }
         tracing::info!(ticket.id = %ticket.id, attachment.id = %id, "attachment added");
-        Ok(self.read.attachment(id.as_uuid()).await?.filter(|_| visible).unwrap_or(added))
+        // The event is durable: a failed read back answers what was added.
+        let read_back = if visible { self.read.attachment(id.as_uuid()).await.ok().flatten() } else { None };
+        Ok(read_back.unwrap_or(added))
     }
 
     /// The attachment and its ticket if the caller may download it: the

@@ -64,8 +64,8 @@ impl App {
     /// response goes on to read include it). `known` is the row computed
     /// from what the caller held, when that is exactly what the projector
     /// writes; otherwise the row is read back, and while the projector lags
-    /// `expected` builds it from the older row, so a mutation that landed
-    /// never answers with an error.
+    /// (or the read fails) `expected` builds it from the older row, so a
+    /// mutation that landed never answers with a plain error.
     async fn ticket_after(
         &self,
         id: Uuid,
@@ -73,13 +73,16 @@ impl App {
         known: Option<TicketRow>,
         expected: impl FnOnce(Option<TicketRow>) -> Option<TicketRow>,
     ) -> ApiResult<TicketRow> {
-        let visible = self.projected(Table::Tickets, id, landed.version, landed.appended() > 0).await?;
+        let visible = self.projected(Table::Tickets, id, landed.version, landed.appended() > 0).await;
         if let Some(row) = known {
             return Ok(row);
         }
-        let row = self.read.ticket(id).await?;
-        let row = if visible { row } else { expected(row) };
-        row.ok_or_else(|| ApiError::internal("ticket missing after write"))
+        let row = match self.read.ticket(id).await {
+            Ok(row) if visible => row,
+            Ok(row) => expected(row),
+            Err(error) => return Err(ApiError::from(error).after_commit()),
+        };
+        row.ok_or_else(|| ApiError::CommittedUnconfirmed("ticket missing after write".into()))
     }
 
     /// # Errors
@@ -124,7 +127,7 @@ impl App {
             deleted_at: None,
         };
         let ticket = self.ticket_after(id.as_uuid(), &landed, Some(opened), |_| None).await?;
-        self.confirm_evidence(stored.files).await?;
+        self.confirm_evidence(stored.files).await.map_err(ApiError::after_commit)?;
         Ok(ticket)
     }
 
@@ -221,7 +224,7 @@ impl App {
             None => None,
         };
         let version = self.write.ticket(ticket_id, TicketCommand::Delete { reason, expected_version }, actor).await?;
-        self.projected(Table::Tickets, ticket.id, version, true).await?;
+        self.projected(Table::Tickets, ticket.id, version, true).await;
         tracing::info!(ticket.id = %ticket.id, "ticket deleted");
         Ok(ticket.id)
     }

@@ -5,6 +5,7 @@
 mod support;
 
 mod auth;
+mod committed;
 mod health;
 mod live;
 mod rbac;
