@@ -125,6 +125,7 @@ impl From<WriteError<TicketError>> for ApiError {
             WriteError::Rejected(error @ TicketError::AlreadyExists) => ApiError::Conflict(error.to_string()),
             WriteError::Rejected(error) => ApiError::BadInput(error.to_string()),
             WriteError::Contended => ApiError::Conflict("too many concurrent changes; try again".into()),
+            WriteError::KeyTaken(error) => ApiError::Conflict(error.to_string()),
             WriteError::Store(detail) => ApiError::Internal(detail),
         }
     }
@@ -136,6 +137,7 @@ impl From<WriteError<AccountError>> for ApiError {
             WriteError::Rejected(AccountError::NotFound) => ApiError::NotFound("user"),
             WriteError::Rejected(error @ AccountError::EmailTaken) => ApiError::BadInput(error.to_string()),
             WriteError::Contended => ApiError::Conflict("too many concurrent changes; try again".into()),
+            WriteError::KeyTaken(error) => ApiError::Conflict(error.to_string()),
             WriteError::Store(detail) => ApiError::Internal(detail),
         }
     }

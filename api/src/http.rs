@@ -173,11 +173,13 @@ async fn graphql(
     let mut response = match state.documents.prepare(&mut request) {
         Ok(prepared) => {
             let (users, histories, attachments) = crate::graphql::loaders::for_request(&state.app.read);
-            let info = RequestInfo { caller, request_id, client, held: held.clone(), texts: texts.clone() };
+            let idempotency_key = crate::graphql::idempotency::sent(&parts.headers);
+            let info =
+                RequestInfo { caller, request_id, client, held: held.clone(), texts: texts.clone(), idempotency_key };
             let request = request.data(info).data(users).data(histories).data(attachments);
             let schemas = &state.schemas;
             let schema = if matches!(prepared, Prepared::Known) { &schemas.known } else { &schemas.full };
-            let response = schema.execute(request).await;
+            let response = crate::graphql::idempotency::execute(&state.app, schema, request).await;
             state.documents.answered(prepared, &response);
             response
         }

@@ -98,7 +98,11 @@ impl App {
         let title = Title::parse(title)?;
         let description = Description::parse(description)?;
         let evidence = self.inspect_uploads(uploads).await?;
-        let id = TicketId::from_uuid(Uuid::new_v4());
+        // A retry of a create that was made already answers that ticket.
+        let replayed = commands::idempotency::replaying()
+            .filter(|recorded| recorded.aggregate_type == "Ticket")
+            .and_then(|recorded| Uuid::parse_str(&recorded.aggregate_id).ok());
+        let id = TicketId::from_uuid(replayed.unwrap_or_else(Uuid::new_v4));
         let (key, wrapped) = self.keys.mint(id);
         let stored = self.store_evidence_with(id, &key, evidence).await?;
         let command = TicketCommand::Open {

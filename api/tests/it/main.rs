@@ -7,6 +7,7 @@ mod support;
 mod auth;
 mod committed;
 mod health;
+mod idempotency;
 mod live;
 mod rbac;
 mod restart;
