@@ -390,8 +390,8 @@ impl Application {
 }
 
 /// Housekeeping: removes blobs left by uploads whose event never got
-/// appended, once older than any upload still in flight could be, and
-/// trims the rate limiters.
+/// appended, once older than any upload still in flight could be, trims
+/// the rate limiters and forgets expired idempotency keys.
 async fn collect_blob_garbage(app: AppState, mut stop: watch::Receiver<bool>) {
     const EVERY: Duration = Duration::from_secs(600);
     const GRACE: Duration = Duration::from_secs(3600);
@@ -401,6 +401,7 @@ async fn collect_blob_garbage(app: AppState, mut stop: watch::Receiver<bool>) {
             _ = stop.wait_for(|stop| *stop) => return,
         }
         app.limits.forget_idle();
+        app.forget_idempotency_keys().await;
         if let Err(error) = app.blobs.collect_garbage(&app.read, GRACE).await {
             tracing::warn!(error = format!("{error:#}"), "blob clean-up failed");
         }
