@@ -35,6 +35,15 @@ async fn a_retried_attachment_is_added_once(store: Store) {
     assert_eq!(again, first, "a retry answers the first attachment");
     assert_eq!(app.event_count().await, events, "and adds nothing");
 
+    // The answer was lost (a crash before it was stored): the retry
+    // answers the attachment the first run added.
+    let forget = "UPDATE idempotency_keys SET response = NULL";
+    commands::on_db!(&app.test_db().db, pool => sqlx::query(forget).execute(pool).await.map(|_| ()))
+        .expect("the answers are forgotten");
+    let after_crash = add_keyed(&app, &reporter.token, "attach-1", &ticket, &file).await;
+    assert_eq!(after_crash["data"]["addAttachment"]["id"], first["data"]["addAttachment"]["id"], "{after_crash}");
+    assert_eq!(app.event_count().await, events, "and adds nothing");
+
     let other = File::new("other.png", "image/png", [png(), vec![0; 16]].concat());
     let refused = add_keyed(&app, &reporter.token, "attach-1", &ticket, &other).await;
     assert_eq!(refused["errors"][0]["extensions"]["code"], "BAD_USER_INPUT", "another file, same key: {refused}");
