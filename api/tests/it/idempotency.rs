@@ -100,4 +100,20 @@ async fn retried_changes_are_no_ops(store: Store) {
     app.shutdown().await;
 }
 
-both_stores!(a_retried_create_makes_one_ticket, retried_changes_are_no_ops);
+async fn simultaneous_retries_open_one_ticket(store: Store) {
+    let app = TestApp::spawn(store).await;
+    let alice = app.register("alice@example.com").await;
+    let send = || keyed(&app, &alice.token, "together", CREATE, json!({ "t": "Sent twice at once" }));
+    let answers = futures::future::join_all((0..4).map(|_| send())).await;
+    let ids: Vec<&Value> =
+        answers.iter().map(|a| &a["data"]["createTicket"]["id"]).filter(|id| !id.is_null()).collect();
+    assert!(!ids.is_empty(), "one of them ran: {answers:?}");
+    assert!(ids.iter().all(|id| *id == ids[0]), "every success names the same ticket: {answers:?}");
+    for answer in answers.iter().filter(|a| a["data"]["createTicket"]["id"].is_null()) {
+        assert_eq!(code(answer), Some("CONFLICT"), "the others are told it is in progress: {answer}");
+    }
+    assert_eq!(tickets_opened(&app).await, 1);
+    app.shutdown().await;
+}
+
+both_stores!(a_retried_create_makes_one_ticket, retried_changes_are_no_ops, simultaneous_retries_open_one_ticket);

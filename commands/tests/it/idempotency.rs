@@ -80,3 +80,19 @@ test_support::store_test!(a_key_taken_over_appends_nothing, |db| async move {
     assert!(matches!(lost, Err(WriteError::<TicketError>::KeyTaken(_))), "{lost:?}");
     assert_eq!(events(&db).await, before);
 });
+
+test_support::store_test!(a_key_expires_after_a_day, |db| async move {
+    let claim = claimed(&db, "alice", "old", "digest-a").await;
+    idempotency::answer(&db, &claim, "{}").await.unwrap();
+    claimed(&db, "alice", "new", "digest-a").await;
+    let day_ago = chrono::Utc::now().timestamp_millis() - 24 * 3600 * 1000 - 1;
+    let age = format!("UPDATE idempotency_keys SET created_ms = {day_ago} WHERE idem_key = 'old'");
+    commands::on_db!(&db, pool => sqlx::query(&age).execute(pool).await.map(|_| ())).unwrap();
+    // Past its day the key is free for another request...
+    let reused = claimed(&db, "alice", "old", "digest-b").await;
+    assert_eq!(reused.recorded, None);
+    // ...and the housekeeping forgets it.
+    commands::on_db!(&db, pool => sqlx::query(&age).execute(pool).await.map(|_| ())).unwrap();
+    assert_eq!(idempotency::purge(&db).await.unwrap(), 1, "only the expired key");
+    assert_eq!(idempotency::claim(&db, "alice", "new", "digest-a").await.unwrap(), Found::InFlight);
+});
