@@ -58,6 +58,10 @@ async fn a_retried_create_makes_one_ticket(store: Store) {
         let refused = keyed(&app, &alice.token, &bad, CREATE, json!({ "t": "Printer jammed" })).await;
         assert_eq!(code(&refused), Some("BAD_USER_INPUT"), "key {bad:?}: {refused}");
     }
+    let two = "mutation { a: createTicket(input: {title: \"One\", description: \"x\"}) { id } \
+        b: createTicket(input: {title: \"Two\", description: \"x\"}) { id } }";
+    let refused = keyed(&app, &alice.token, "two-fields", two, json!({})).await;
+    assert_eq!(code(&refused), Some("BAD_USER_INPUT"), "a key covers one mutation field: {refused}");
     assert_eq!(tickets_opened(&app).await, 2, "a refused key writes nothing");
 
     app.restart(app.settings.clone()).await;
