@@ -20,6 +20,9 @@ pub enum ApiError {
     TooManyRequests,
     PayloadTooLarge(String),
     UnsupportedMediaType(String),
+    /// The change was made (its events are durable), but the answer could
+    /// not be built: the client must not repeat it blindly. Logged.
+    CommittedUnconfirmed(String),
     /// Logged, never shown.
     Internal(String),
 }
@@ -35,6 +38,7 @@ impl ApiError {
             ApiError::TooManyRequests => "TOO_MANY_REQUESTS",
             ApiError::PayloadTooLarge(_) => "PAYLOAD_TOO_LARGE",
             ApiError::UnsupportedMediaType(_) => "UNSUPPORTED_MEDIA_TYPE",
+            ApiError::CommittedUnconfirmed(_) => "COMMITTED_UNCONFIRMED",
             ApiError::Internal(_) => "INTERNAL",
         }
     }
@@ -43,10 +47,21 @@ impl ApiError {
         ApiError::Internal(error.to_string())
     }
 
+    /// This error as met after the command's events were made durable: an
+    /// internal failure then means the change was made but not confirmed.
+    #[must_use]
+    pub fn after_commit(self) -> Self {
+        match self {
+            ApiError::Internal(detail) => ApiError::CommittedUnconfirmed(detail),
+            other => other,
+        }
+    }
+
     /// For operators (CLI, start-up): the message, or the internal detail.
     pub fn describe(&self) -> String {
         match self {
             ApiError::Internal(detail) => format!("internal error: {detail}"),
+            ApiError::CommittedUnconfirmed(detail) => format!("committed, unconfirmed: {detail}"),
             other => other.message(),
         }
     }
@@ -62,6 +77,9 @@ impl ApiError {
             | ApiError::PayloadTooLarge(message)
             | ApiError::UnsupportedMediaType(message) => message.clone(),
             ApiError::TooManyRequests => "too many requests; try again later".to_owned(),
+            ApiError::CommittedUnconfirmed(_) => {
+                "the change was made but its result could not be read; read it rather than repeat it".to_owned()
+            }
             ApiError::Internal(_) => "internal error".to_owned(),
         }
     }
@@ -69,8 +87,12 @@ impl ApiError {
 
 impl From<ApiError> for async_graphql::Error {
     fn from(error: ApiError) -> Self {
-        if let ApiError::Internal(detail) = &error {
-            tracing::error!(error = %detail, "request failed");
+        match &error {
+            ApiError::Internal(detail) => tracing::error!(error = %detail, "request failed"),
+            ApiError::CommittedUnconfirmed(detail) => {
+                tracing::error!(error = %detail, "request's change was made but its answer failed");
+            }
+            _ => {}
         }
         let code = error.code();
         async_graphql::Error::new(error.message()).extend_with(|_, ext| ext.set("code", code))
@@ -103,6 +125,7 @@ impl From<WriteError<TicketError>> for ApiError {
             WriteError::Rejected(error @ TicketError::AlreadyExists) => ApiError::Conflict(error.to_string()),
             WriteError::Rejected(error) => ApiError::BadInput(error.to_string()),
             WriteError::Contended => ApiError::Conflict("too many concurrent changes; try again".into()),
+            WriteError::KeyTaken(error) => ApiError::Conflict(error.to_string()),
             WriteError::Store(detail) => ApiError::Internal(detail),
         }
     }
@@ -114,6 +137,7 @@ impl From<WriteError<AccountError>> for ApiError {
             WriteError::Rejected(AccountError::NotFound) => ApiError::NotFound("user"),
             WriteError::Rejected(error @ AccountError::EmailTaken) => ApiError::BadInput(error.to_string()),
             WriteError::Contended => ApiError::Conflict("too many concurrent changes; try again".into()),
+            WriteError::KeyTaken(error) => ApiError::Conflict(error.to_string()),
             WriteError::Store(detail) => ApiError::Internal(detail),
         }
     }

@@ -177,11 +177,13 @@ async fn graphql(
     let mut response = match state.documents.prepare(&mut request) {
         Ok(prepared) => {
             let (users, histories, attachments) = crate::graphql::loaders::for_request(&state.app.read);
-            let info = RequestInfo { caller, request_id, client, held: held.clone(), texts: texts.clone() };
+            let idempotency_key = crate::graphql::idempotency::sent(&parts.headers);
+            let info =
+                RequestInfo { caller, request_id, client, held: held.clone(), texts: texts.clone(), idempotency_key };
             let request = request.data(info).data(users).data(histories).data(attachments);
             let schemas = &state.schemas;
             let schema = if matches!(prepared, Prepared::Known) { &schemas.known } else { &schemas.full };
-            let response = schema.execute(request).await;
+            let response = crate::graphql::idempotency::execute(&state.app, schema, request).await;
             state.documents.answered(prepared, &response);
             response
         }
@@ -400,8 +402,8 @@ impl Application {
 }
 
 /// Housekeeping: removes blobs left by uploads whose event never got
-/// appended, once older than any upload still in flight could be, and
-/// trims the rate limiters.
+/// appended, once older than any upload still in flight could be, trims
+/// the rate limiters and forgets expired idempotency keys.
 async fn collect_blob_garbage(app: AppState, mut stop: watch::Receiver<bool>) {
     const EVERY: Duration = Duration::from_secs(600);
     const GRACE: Duration = Duration::from_secs(3600);
@@ -411,6 +413,7 @@ async fn collect_blob_garbage(app: AppState, mut stop: watch::Receiver<bool>) {
             _ = stop.wait_for(|stop| *stop) => return,
         }
         app.limits.forget_idle();
+        app.forget_idempotency_keys().await;
         if let Err(error) = app.blobs.collect_garbage(&app.read, GRACE).await {
             tracing::warn!(error = format!("{error:#}"), "blob clean-up failed");
         }

@@ -41,16 +41,21 @@ impl App {
     /// Waits until the read model shows `version` of a ticket or user, so the
     /// mutation answers with its own effect. `false` when the projector is
     /// held back (on PostgreSQL a long transaction anywhere on the server
-    /// does that): the caller then answers from what it wrote.
-    ///
-    /// # Errors
-    /// When the store fails.
-    pub async fn projected(&self, table: Table, id: Uuid, version: u64, appended_here: bool) -> ApiResult<bool> {
-        let visible = self.read.wait_for(table, id, version, appended_here, READ_YOUR_WRITES).await?;
-        if !visible {
-            tracing::warn!(%id, version, "projector is behind; answering from the command");
+    /// does that) or the wait itself fails: the command's events are
+    /// durable by then, so the caller answers from what it wrote rather
+    /// than with an error a client would retry.
+    pub async fn projected(&self, table: Table, id: Uuid, version: u64, appended_here: bool) -> bool {
+        match self.read.wait_for(table, id, version, appended_here, READ_YOUR_WRITES).await {
+            Ok(true) => true,
+            Ok(false) => {
+                tracing::warn!(%id, version, "projector is behind; answering from the command");
+                false
+            }
+            Err(error) => {
+                tracing::warn!(%id, version, error = %error, "cannot wait for the projector; answering from the command");
+                false
+            }
         }
-        Ok(visible)
     }
 }
 

@@ -127,7 +127,7 @@ pub async fn users(
                 role: Role::Employee,
             };
             let version = app.write.account(id, command, &Actor::system("bench-seed")).await?;
-            app.projected(Table::Users, id.as_uuid(), version, false).await.map_err(|e| anyhow!("{e:?}"))?;
+            app.projected(Table::Users, id.as_uuid(), version, false).await;
             Ok(Account { email: email.as_str().to_owned(), id: id.as_uuid() })
         }
     })

@@ -19,6 +19,7 @@ use serde_json::Value;
 use sqlite_es::SqliteEventRepository;
 use sqlx::{Postgres, QueryBuilder, SqlitePool};
 
+use crate::idempotency::{self, Claim, KeyTaken};
 use crate::json_text::JsonText;
 use crate::keys::NewKeys;
 use crate::statements::{self, PgStatements, Statements};
@@ -110,6 +111,57 @@ async fn alone(pool: &Pool<PgStatements>, mut sql: QueryBuilder<'_, Postgres>) -
     result.map(|_| ()).map_err(unknown)
 }
 
+/// Runs `record` (binding an idempotency key to the change) and then the
+/// appending statement in one transaction on a connection of `pool`: only
+/// a mutation sent with an `Idempotency-Key` pays its extra round trips.
+async fn recorded(
+    pool: &Pool<PgStatements>,
+    record: sqlx::query::Query<'_, Postgres, sqlx::postgres::PgArguments>,
+    mut sql: QueryBuilder<'_, Postgres>,
+) -> Result<(), PersistenceError> {
+    let mut conn = statements::connection(pool).await.map_err(unknown)?;
+    let result = async {
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        if record.execute(&mut *tx).await?.rows_affected() != 1 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        sql.build().execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+    .await;
+    statements::give_back(pool, conn, &result);
+    match result {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(PersistenceError::UnknownError(Box::new(KeyTaken))),
+        Err(error) => Err(unknown(error)),
+    }
+}
+
+/// The statement that binds the request's idempotency key to the change.
+fn record<'a, DB>(
+    claim: &'a Claim,
+    aggregate_type: &'a str,
+    events: &'a [SerializedEvent],
+) -> sqlx::query::Query<'a, DB, <DB as sqlx::Database>::Arguments<'a>>
+where
+    DB: sqlx::Database,
+    &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    let id = events.first().map_or("", |event| event.aggregate_id.as_str());
+    let version = events.last().map_or(0, |e| i64::try_from(e.sequence).unwrap_or(i64::MAX));
+    sqlx::query(idempotency::RECORD)
+        .bind(aggregate_type)
+        .bind(id)
+        .bind(version)
+        .bind(i64::try_from(events.len()).unwrap_or(i64::MAX))
+        .bind(claim.scope.as_str())
+        .bind(claim.key.as_str())
+        .bind(claim.token.as_str())
+}
+
 fn unknown(error: sqlx::Error) -> PersistenceError {
     let conflict = error.as_database_error().is_some_and(|e| e.is_unique_violation());
     if conflict {
@@ -158,7 +210,9 @@ impl EventRepo {
     /// or a new ticket's data key with its first events, atomically; a
     /// sequence already taken means another command won the race. On
     /// PostgreSQL this is one statement (the other inserts run as
-    /// data-modifying CTEs), on SQLite one transaction.
+    /// data-modifying CTEs), on SQLite one transaction. A request's
+    /// idempotency key ([`idempotency::appending`]) is bound to the change
+    /// in the same transaction.
     async fn append<A: Aggregate>(
         &self,
         events: &[SerializedEvent],
@@ -215,26 +269,39 @@ impl EventRepo {
                 $sql.push(SNAPSHOT_CONFLICT)
             }};
         }
+        let claim = idempotency::current();
         match (self, &snapshot) {
-            (EventRepo::Postgres(_, pool, _), None) => {
+            (EventRepo::Postgres(_, pool, _), snapshot) => {
                 let mut sql = QueryBuilder::new("");
-                if let Some((ticket, wrapped)) = &key {
-                    sql.push("WITH keyed AS (");
-                    key!(sql, *ticket, wrapped);
-                    sql.push(") ");
+                match snapshot {
+                    None => {
+                        if let Some((ticket, wrapped)) = &key {
+                            sql.push("WITH keyed AS (");
+                            key!(sql, *ticket, wrapped);
+                            sql.push(") ");
+                        }
+                        events!(sql);
+                    }
+                    Some((id, payload, current)) => {
+                        sql.push("WITH appended AS (");
+                        events!(sql);
+                        sql.push(") ");
+                        snapshot!(sql, id.as_str(), payload, *current);
+                    }
                 }
-                events!(sql);
-                alone(pool, sql).await
-            }
-            (EventRepo::Postgres(_, pool, _), Some((id, payload, current))) => {
-                let mut sql = QueryBuilder::new("WITH appended AS (");
-                events!(sql);
-                sql.push(") ");
-                snapshot!(sql, id.as_str(), payload, *current);
-                alone(pool, sql).await
+                match &claim {
+                    Some(claim) => recorded(pool, record(claim, A::TYPE, events), sql).await,
+                    None => alone(pool, sql).await,
+                }
             }
             (EventRepo::Sqlite(_, pool, _), snapshot) => {
                 let mut tx = pool.begin().await.map_err(unknown)?;
+                if let Some(claim) = &claim {
+                    let bound = record(claim, A::TYPE, events).execute(&mut *tx).await.map_err(unknown)?;
+                    if bound.rows_affected() != 1 {
+                        return Err(PersistenceError::UnknownError(Box::new(KeyTaken)));
+                    }
+                }
                 if let Some((ticket, wrapped)) = &key {
                     let mut sql = QueryBuilder::new("");
                     key!(sql, *ticket, wrapped);

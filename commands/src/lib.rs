@@ -5,6 +5,7 @@
 pub mod cipher;
 pub mod db;
 pub mod event_repo;
+pub mod idempotency;
 pub mod json_text;
 pub mod keys;
 pub mod lease;

@@ -24,6 +24,7 @@ use tokio::sync::Notify;
 use crate::cipher::WrappedKey;
 use crate::db::Db;
 use crate::event_repo::EventRepo;
+use crate::idempotency::{self, KeyTaken, Recorded};
 use crate::keys::NewKeys;
 use crate::statements::Statements;
 
@@ -105,6 +106,10 @@ pub enum WriteError<E: std::error::Error> {
     /// Still losing races after every retry.
     #[error("too many concurrent changes")]
     Contended,
+    /// The request's `Idempotency-Key` was taken over by a retry (or
+    /// already covers another change): nothing was appended.
+    #[error(transparent)]
+    KeyTaken(KeyTaken),
     #[error("event store failure: {0}")]
     Store(String),
 }
@@ -127,6 +132,7 @@ fn store_error<E: std::error::Error>(error: AggregateError<E>) -> WriteError<E> 
     match error {
         AggregateError::UserError(error) => WriteError::Rejected(error),
         AggregateError::AggregateConflict => WriteError::Contended,
+        AggregateError::UnexpectedError(error) if error.is::<KeyTaken>() => WriteError::KeyTaken(KeyTaken),
         other => WriteError::Store(other.to_string()),
     }
 }
@@ -325,6 +331,26 @@ impl WriteSide {
         Ok(context)
     }
 
+    /// What an earlier run of this request appended (see
+    /// [`idempotency::replaying`]), as if it had just been appended.
+    async fn replayed<A: Aggregate>(&self, recorded: &Recorded) -> Result<Landed<A::Event>, WriteError<A::Error>> {
+        let from = usize::try_from(recorded.version.saturating_sub(recorded.appended)).unwrap_or(usize::MAX);
+        let stored =
+            self.repo.get_last_events::<A>(&recorded.aggregate_id, from).await.map_err(|e| store_error(e.into()))?;
+        let mut at = None;
+        let mut events = Vec::new();
+        for event in stored.into_iter().filter(|event| event.sequence as u64 <= recorded.version) {
+            at = event
+                .metadata
+                .get("at")
+                .and_then(|at| at.as_str())
+                .and_then(|at| DateTime::parse_from_rfc3339(at).ok());
+            events.push(EventEnvelope::<A>::try_from(event).map_err(|e| store_error(e.into()))?.payload);
+        }
+        let at = at.map_or_else(|| Utc::now().trunc_subsecs(6), |at| at.with_timezone(&Utc));
+        Ok(Landed { version: recorded.version, events, at })
+    }
+
     /// Load, decide, append: cqrs-es's `CqrsFramework::execute` without
     /// its in-process queries, and returning the stream's new sequence.
     ///
@@ -351,6 +377,9 @@ impl WriteSide {
         A: Aggregate<Services = ()> + Clone,
         A::Command: Clone,
     {
+        if let Some(recorded) = idempotency::replaying().filter(|recorded| recorded.aggregate_type == A::TYPE) {
+            return self.replayed::<A>(&recorded).await;
+        }
         let mut attempt = 0;
         loop {
             attempt += 1;

@@ -1,6 +1,7 @@
 //! The GraphQL schema (DESIGN §5): queries, mutations and their limits.
 
 pub mod admission;
+pub mod idempotency;
 pub mod limits;
 pub mod loaders;
 mod mutation;
@@ -26,6 +27,8 @@ pub struct RequestInfo {
     pub held: std::sync::Arc<admission::Held>,
     /// The JSON texts its fields answered, for the handler to splice in.
     pub texts: std::sync::Arc<spliced::Texts>,
+    /// The `Idempotency-Key` header, if sent (`idempotency::sent`).
+    pub idempotency_key: Option<Result<String, idempotency::InvalidKey>>,
 }
 
 /// The schema twice: `full` validates every request in full; `known`

@@ -39,7 +39,7 @@ impl App {
         check_policy(password.expose_secret(), email.as_str(), display_name.as_str())
             .map_err(|e| ApiError::BadInput(e.to_string()))?;
         let user = self.create_account(email, display_name, password, Role::Employee, actor).await?;
-        self.start_session(user, None).await
+        self.start_session(user, None).await.map_err(ApiError::after_commit)
     }
 
     /// Registers an account. Whether the address is taken is decided by
@@ -105,12 +105,16 @@ impl App {
         version: u64,
         expected: impl FnOnce(Option<UserRow>) -> Option<UserRow>,
     ) -> ApiResult<UserRow> {
-        let visible = self.projected(Table::Users, id, version, false).await?;
+        let visible = self.projected(Table::Users, id, version, false).await;
         // Also when the projector runs in another replica.
         self.read.forget_access(id, i64::try_from(version).unwrap_or(i64::MAX));
-        let row = self.read.user(id).await?;
-        let row = if visible { row } else { expected(row) };
-        row.ok_or_else(|| ApiError::internal("user missing after write"))
+        // The command's events are durable: a failed read answers from them.
+        let row = match self.read.user(id).await {
+            Ok(row) if visible => row,
+            Ok(row) => expected(row),
+            Err(error) => Some(expected(None).ok_or_else(|| ApiError::from(error).after_commit())?),
+        };
+        row.ok_or_else(|| ApiError::CommittedUnconfirmed("user missing after write".into()))
     }
 
     /// Unknown emails, wrong passwords and disabled accounts all answer the
@@ -250,7 +254,7 @@ impl App {
             };
             let version = self.write.account(id, command, actor).await?;
             if disabled {
-                self.sessions.revoke_user(id.as_uuid()).await?;
+                self.sessions.revoke_user(id.as_uuid()).await.map_err(|e| ApiError::from(e).after_commit())?;
             }
             self.user_after(id.as_uuid(), version, |row| row.map(|row| UserRow { disabled, ..row })).await
         })

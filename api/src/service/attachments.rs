@@ -11,7 +11,7 @@ use async_graphql::UploadValue;
 use commands::cipher::DataKey;
 use commands::write::Actor;
 use domain::sealed::SealedField;
-use domain::ticket::{NewAttachment, TicketCommand};
+use domain::ticket::{NewAttachment, TicketCommand, TicketEvent};
 use domain::values::{AttachmentId, TicketId};
 use projections::read::{AttachmentRow, Table};
 use sha2::{Digest, Sha256};
@@ -209,9 +209,8 @@ impl App {
             return Err(ApiError::BadInput("ticket is deleted".into()));
         }
         let evidence = self.inspect_uploads(vec![upload]).await?;
-        let id = evidence[0].id;
-        let added = AttachmentRow {
-            id: id.as_uuid(),
+        let mut added = AttachmentRow {
+            id: evidence[0].id.as_uuid(),
             ticket_id: ticket.id,
             filename: evidence[0].filename.clone(),
             content_type: evidence[0].content_type.to_owned(),
@@ -223,13 +222,24 @@ impl App {
         let ticket_id = TicketId::from_uuid(ticket.id);
         let mut stored = self.store_evidence(ticket_id, evidence).await?;
         let command = TicketCommand::AddAttachment(stored.attachments.remove(0));
-        let version = self.write.ticket(ticket_id, command, actor).await?;
-        let visible = self.projected(Table::Tickets, ticket.id, version, true).await?;
-        if visible {
-            self.confirm_evidence(stored.files).await?;
+        let landed = self.write.ticket_landed(ticket_id, command, actor).await?;
+        // A retry of an addition already made (`Idempotency-Key`) lands
+        // where the first did: its event names the attachment.
+        if let Some(id) = landed.events.iter().find_map(|event| match event {
+            TicketEvent::AttachmentAdded { id, .. } => Some(id.as_uuid()),
+            _ => None,
+        }) {
+            added.id = id;
         }
-        tracing::info!(ticket.id = %ticket.id, attachment.id = %id, "attachment added");
-        Ok(self.read.attachment(id.as_uuid()).await?.filter(|_| visible).unwrap_or(added))
+        added.uploaded_at = landed.at;
+        let visible = self.projected(Table::Tickets, ticket.id, landed.version, true).await;
+        if visible {
+            self.confirm_evidence(stored.files).await.map_err(ApiError::after_commit)?;
+        }
+        tracing::info!(ticket.id = %ticket.id, attachment.id = %added.id, "attachment added");
+        // The event is durable: a failed read back answers what was added.
+        let read_back = if visible { self.read.attachment(added.id).await.ok().flatten() } else { None };
+        Ok(read_back.unwrap_or(added))
     }
 
     /// The attachment and its ticket if the caller may download it: the

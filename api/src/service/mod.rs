@@ -3,4 +3,5 @@
 
 pub mod accounts;
 pub mod attachments;
+pub mod idempotency;
 pub mod tickets;

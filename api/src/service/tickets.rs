@@ -64,8 +64,8 @@ impl App {
     /// response goes on to read include it). `known` is the row computed
     /// from what the caller held, when that is exactly what the projector
     /// writes; otherwise the row is read back, and while the projector lags
-    /// `expected` builds it from the older row, so a mutation that landed
-    /// never answers with an error.
+    /// (or the read fails) `expected` builds it from the older row, so a
+    /// mutation that landed never answers with a plain error.
     async fn ticket_after(
         &self,
         id: Uuid,
@@ -73,13 +73,16 @@ impl App {
         known: Option<TicketRow>,
         expected: impl FnOnce(Option<TicketRow>) -> Option<TicketRow>,
     ) -> ApiResult<TicketRow> {
-        let visible = self.projected(Table::Tickets, id, landed.version, landed.appended() > 0).await?;
+        let visible = self.projected(Table::Tickets, id, landed.version, landed.appended() > 0).await;
         if let Some(row) = known {
             return Ok(row);
         }
-        let row = self.read.ticket(id).await?;
-        let row = if visible { row } else { expected(row) };
-        row.ok_or_else(|| ApiError::internal("ticket missing after write"))
+        let row = match self.read.ticket(id).await {
+            Ok(row) if visible => row,
+            Ok(row) => expected(row),
+            Err(error) => return Err(ApiError::from(error).after_commit()),
+        };
+        row.ok_or_else(|| ApiError::CommittedUnconfirmed("ticket missing after write".into()))
     }
 
     /// # Errors
@@ -95,7 +98,11 @@ impl App {
         let title = Title::parse(title)?;
         let description = Description::parse(description)?;
         let evidence = self.inspect_uploads(uploads).await?;
-        let id = TicketId::from_uuid(Uuid::new_v4());
+        // A retry of a create that was made already answers that ticket.
+        let replayed = commands::idempotency::replaying()
+            .filter(|recorded| recorded.aggregate_type == "Ticket")
+            .and_then(|recorded| Uuid::parse_str(&recorded.aggregate_id).ok());
+        let id = TicketId::from_uuid(replayed.unwrap_or_else(Uuid::new_v4));
         let (key, wrapped) = self.keys.mint(id);
         let stored = self.store_evidence_with(id, &key, evidence).await?;
         let command = TicketCommand::Open {
@@ -124,7 +131,7 @@ impl App {
             deleted_at: None,
         };
         let ticket = self.ticket_after(id.as_uuid(), &landed, Some(opened), |_| None).await?;
-        self.confirm_evidence(stored.files).await?;
+        self.confirm_evidence(stored.files).await.map_err(ApiError::after_commit)?;
         Ok(ticket)
     }
 
@@ -221,7 +228,7 @@ impl App {
             None => None,
         };
         let version = self.write.ticket(ticket_id, TicketCommand::Delete { reason, expected_version }, actor).await?;
-        self.projected(Table::Tickets, ticket.id, version, true).await?;
+        self.projected(Table::Tickets, ticket.id, version, true).await;
         tracing::info!(ticket.id = %ticket.id, "ticket deleted");
         Ok(ticket.id)
     }

@@ -18,4 +18,5 @@ mod download;
 mod filenames;
 mod limits;
 mod refused;
+mod retried;
 mod storage;

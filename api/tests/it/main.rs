@@ -6,7 +6,9 @@ mod support;
 
 mod accounts;
 mod auth;
+mod committed;
 mod health;
+mod idempotency;
 mod live;
 mod rbac;
 mod restart;

@@ -297,3 +297,5 @@ async fn events_stored_as_jsonb_are_kept_by_the_move_to_json() {
     })
     .await;
 }
+
+mod idempotency;
