@@ -161,8 +161,7 @@ async fn graphql(
         let refused = error_response(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", "authentication required");
         return ([(header::CONNECTION, "close")], refused).into_response();
     }
-    let mut request = match crate::upload::read_request(&parts.headers, body, state.app.settings.max_upload_bytes).await
-    {
+    let request = match crate::upload::read_request(&parts.headers, body, state.app.settings.max_upload_bytes).await {
         Ok(request) => request,
         // Refused before the body was read to its end: the connection cannot be reused.
         Err(response) => return ([(header::CONNECTION, "close")], response).into_response(),
@@ -170,19 +169,8 @@ async fn graphql(
     let started = std::time::Instant::now();
     let held = std::sync::Arc::new(Held::default());
     let texts = std::sync::Arc::new(Texts::default());
-    let mut response = match state.documents.prepare(&mut request) {
-        Ok(prepared) => {
-            let (users, histories, attachments) = crate::graphql::loaders::for_request(&state.app.read);
-            let info = RequestInfo { caller, request_id, client, held: held.clone(), texts: texts.clone() };
-            let request = request.data(info).data(users).data(histories).data(attachments);
-            let schemas = &state.schemas;
-            let schema = if matches!(prepared, Prepared::Known) { &schemas.known } else { &schemas.full };
-            let response = schema.execute(request).await;
-            state.documents.answered(prepared, &response);
-            response
-        }
-        Err(refused) => async_graphql::Response::from_errors(vec![refused]),
-    };
+    let info = RequestInfo { caller, request_id, client, held: held.clone(), texts: texts.clone() };
+    let mut response = answer(&state, request, info).await;
     crate::metrics::record_request(started, response.is_err());
     crate::graphql::code_client_errors(&mut response);
     // Written out before the request's share of the budget for long
@@ -190,6 +178,21 @@ async fn graphql(
     let written = Json(texts.splice(&response)).into_response();
     drop(held);
     written
+}
+
+/// Prepares the request's document (measured against the shape limits
+/// before anything walks it) and runs it.
+async fn answer(state: &HttpState, mut request: async_graphql::Request, info: RequestInfo) -> async_graphql::Response {
+    let prepared = match state.documents.prepare(&mut request).await {
+        Ok(prepared) => prepared,
+        Err(refused) => return async_graphql::Response::from_errors(vec![refused]),
+    };
+    let (users, histories, attachments) = crate::graphql::loaders::for_request(&state.app.read);
+    let request = request.data(info).data(users).data(histories).data(attachments);
+    let schema = if matches!(prepared, Prepared::Known) { &state.schemas.known } else { &state.schemas.full };
+    let response = schema.execute(request).await;
+    state.documents.answered(prepared, &response);
+    response
 }
 
 /// Subscriptions over WebSocket (graphql-transport-ws, or the older
@@ -212,7 +215,7 @@ async fn graphql_ws(
         return error_response(StatusCode::SERVICE_UNAVAILABLE, "TOO_MANY_REQUESTS", "too many live connections");
     };
     let header = crate::auth::caller::bearer(&headers).map(str::to_owned);
-    let executor = LiveExecutor(state.schemas.full.clone());
+    let executor = LiveExecutor::new(state.schemas.full.clone(), state.documents.clone());
     let (app, changes, mut closing) = (state.app.clone(), state.live.changes.clone(), state.live.closing.clone());
     let sockets = state.live.sockets.clone();
     upgrade.max_message_size(MAX_LIVE_MESSAGE).protocols(ALL_WEBSOCKET_PROTOCOLS).on_upgrade(move |socket| async move {

@@ -5,6 +5,7 @@ pub mod limits;
 pub mod loaders;
 mod mutation;
 mod query;
+pub mod shape;
 pub mod spliced;
 pub mod subscription;
 pub mod types;
