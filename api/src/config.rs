@@ -3,6 +3,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use secrecy::SecretString;
@@ -64,6 +65,10 @@ pub struct Options {
     /// Serve GraphQL introspection (and so GraphiQL's schema view).
     #[arg(long, env = "TICKETS_INTROSPECTION", default_value_t = true, action = clap::ArgAction::Set, global = true)]
     pub introspection: bool,
+    /// Seconds a GraphQL request may run once its body has arrived; then it
+    /// is abandoned and answered `TOO_MANY_REQUESTS`.
+    #[arg(long, env = "TICKETS_REQUEST_TIMEOUT", default_value_t = 30, global = true)]
+    pub request_timeout: u64,
     /// Addresses of reverse proxies whose `X-Forwarded-For` names the
     /// client (comma-separated); nobody else's is believed.
     #[arg(long, env = "TICKETS_TRUSTED_PROXIES", value_delimiter = ',', global = true)]
@@ -85,6 +90,8 @@ pub struct Settings {
     pub admin_email: Option<String>,
     pub admin_password: Option<SecretString>,
     pub introspection: bool,
+    /// How long a GraphQL request may run once its body has arrived.
+    pub request_timeout: Duration,
     /// Reverse proxies whose `X-Forwarded-For` names the client.
     pub trusted_proxies: Vec<IpAddr>,
 }
@@ -110,6 +117,7 @@ impl From<Options> for Settings {
             admin_email: options.admin_email.filter(|s| !s.is_empty()),
             admin_password: options.admin_password.filter(|s| !s.is_empty()).map(SecretString::from),
             introspection: options.introspection,
+            request_timeout: Duration::from_secs(options.request_timeout),
             trusted_proxies: options.trusted_proxies,
         }
     }
@@ -134,6 +142,7 @@ impl Settings {
             admin_email: None,
             admin_password: None,
             introspection: true,
+            request_timeout: Duration::from_secs(30),
             trusted_proxies: Vec::new(),
         }
     }

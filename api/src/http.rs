@@ -170,7 +170,12 @@ async fn graphql(
     let held = std::sync::Arc::new(Held::default());
     let texts = std::sync::Arc::new(Texts::default());
     let info = RequestInfo { caller, request_id, client, held: held.clone(), texts: texts.clone() };
-    let mut response = answer(&state, request, info).await;
+    let deadline = state.app.settings.request_timeout;
+    let Ok(mut response) = tokio::time::timeout(deadline, answer(&state, request, info)).await else {
+        crate::metrics::record_request(started, true);
+        tracing::warn!(timeout = ?deadline, "request abandoned at its deadline");
+        return abandoned();
+    };
     crate::metrics::record_request(started, response.is_err());
     crate::graphql::code_client_errors(&mut response);
     // Written out before the request's share of the budget for long
@@ -193,6 +198,17 @@ async fn answer(state: &HttpState, mut request: async_graphql::Request, info: Re
     let response = schema.execute(request).await;
     state.documents.answered(prepared, &response);
     response
+}
+
+/// The answer to a request that ran past its deadline: the server has
+/// given up on it, so the client may try again later.
+fn abandoned() -> Response {
+    let refused = error_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "TOO_MANY_REQUESTS",
+        "the request took too long and was abandoned; try again later",
+    );
+    ([(header::RETRY_AFTER, "1")], refused).into_response()
 }
 
 /// Subscriptions over WebSocket (graphql-transport-ws, or the older

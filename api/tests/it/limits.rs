@@ -5,6 +5,7 @@
 
 use std::time::{Duration, Instant};
 
+use api::graphql::admission::{Held, BUDGET};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use test_support::Store;
@@ -156,4 +157,50 @@ async fn limits_count_fragments_where_they_are_spread(store: Store) {
     app.shutdown().await;
 }
 
-both_stores!(fragment_bombs_are_refused_at_once, limits_count_fragments_where_they_are_spread);
+/// A request still running at its deadline is abandoned and answered
+/// `TOO_MANY_REQUESTS` (503, `Retry-After`); the server goes on. The
+/// request is held by taking the whole budget for long histories and
+/// asking for a page of one.
+async fn requests_are_abandoned_at_their_deadline(store: Store) {
+    let mut app = TestApp::spawn(store).await;
+    let admin = app.admin().await;
+    let id = app.create_ticket(&admin.token, "Scanner offline").await;
+    for i in 0..64 {
+        let priority = if i % 2 == 0 { "HIGH" } else { "LOW" };
+        let body = app.update(&admin.token, &id, json!({ "priority": priority })).await;
+        assert!(body.get("errors").is_none(), "{body}");
+    }
+    let mut settings = app.settings.clone();
+    settings.request_timeout = Duration::from_secs(1);
+    app.restart(settings).await;
+    let held = Held::default();
+    app.state().app.budget.admit(&held, BUDGET as usize).await;
+
+    let page = "query($id: ID!) { ticket(id: $id) { history(first: 10) { sequence } } }";
+    let started = Instant::now();
+    let response = app
+        .client()
+        .post(format!("{}/graphql", app.address()))
+        .bearer_auth(&admin.token)
+        .json(&json!({ "query": page, "variables": { "id": id } }))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .expect("an answer");
+    assert!(started.elapsed() < Duration::from_secs(5), "abandoned after {:?}", started.elapsed());
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.headers()["retry-after"], "1");
+    let body: Value = response.json().await.expect("a JSON answer");
+    assert_eq!(error_code(&body).as_deref(), Some("TOO_MANY_REQUESTS"), "{body}");
+    assert_eq!(app.get("/healthz").await.status(), StatusCode::OK);
+    drop(held);
+    let data = app.gql_ok(Some(&admin.token), page, json!({ "id": id })).await;
+    assert_eq!(data["ticket"]["history"].as_array().map(Vec::len), Some(10), "{data}");
+    app.shutdown().await;
+}
+
+both_stores!(
+    fragment_bombs_are_refused_at_once,
+    limits_count_fragments_where_they_are_spread,
+    requests_are_abandoned_at_their_deadline
+);
