@@ -10,6 +10,7 @@ pub mod error;
 pub mod graphql;
 pub mod http;
 pub mod metrics;
+pub mod multipart;
 pub mod secrets;
 pub mod service;
 pub mod state;
