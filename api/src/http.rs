@@ -180,9 +180,18 @@ async fn graphql(
     crate::graphql::code_client_errors(&mut response);
     // Written out before the request's share of the budget for long
     // histories is given back.
-    let written = Json(texts.splice(&response)).into_response();
+    // An INTERNAL anywhere in the answer is the server's failure: 500, as
+    // wherever else it arises.
+    let status =
+        if response.errors.iter().any(is_internal) { StatusCode::INTERNAL_SERVER_ERROR } else { StatusCode::OK };
+    let written = (status, Json(texts.splice(&response))).into_response();
     drop(held);
     written
+}
+
+fn is_internal(error: &async_graphql::ServerError) -> bool {
+    error.extensions.as_ref().and_then(|extensions| extensions.get("code"))
+        == Some(&async_graphql::Value::from("INTERNAL"))
 }
 
 /// Prepares the request's document (measured against the shape limits
