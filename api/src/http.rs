@@ -19,8 +19,9 @@ use commands::write::WriteSide;
 use projections::feed::Changes;
 use projections::projector::Projector;
 use projections::read::ReadModels;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
+use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tower_http::catch_panic::CatchPanicLayer;
@@ -77,7 +78,7 @@ const MAX_LIVE_MESSAGE: usize = 64 * 1024;
 
 /// All routes; tests can call this directly.
 pub fn router(state: HttpState) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/graphql", get(graphiql).post(graphql))
         .route("/graphql/ws", get(graphql_ws))
         .route("/healthz", get(|| async { "ok" }))
@@ -90,7 +91,8 @@ pub fn router(state: HttpState) -> Router {
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .layer(CatchPanicLayer::custom(|_| {
             error_response(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "internal error")
-        }))
+        }));
+    crate::hygiene::secure(routes)
 }
 
 async fn metrics(State(state): State<HttpState>) -> String {
@@ -101,7 +103,8 @@ async fn metrics(State(state): State<HttpState>) -> String {
 }
 
 async fn graphiql() -> impl IntoResponse {
-    Html(GraphiQLSource::build().endpoint("/graphql").subscription_endpoint("/graphql/ws").finish())
+    let page = GraphiQLSource::build().endpoint("/graphql").subscription_endpoint("/graphql/ws").finish();
+    ([(header::CONTENT_SECURITY_POLICY, crate::hygiene::GRAPHIQL_CSP)], Html(page))
 }
 
 /// The address sign-ins and sign-ups are throttled by: the peer's, unless
@@ -157,14 +160,13 @@ async fn graphql(
     };
     let multipart = crate::upload::is_multipart(&parts.headers);
     if multipart && caller.viewer().is_err() {
-        // Uploads are for signed-in users: refuse before reading a byte.
-        let refused = error_response(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", "authentication required");
-        return ([(header::CONNECTION, "close")], refused).into_response();
+        // Uploads are for signed-in users: refuse before reading a byte
+        // (`hygiene` then closes the connection).
+        return error_response(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", "authentication required");
     }
     let request = match crate::upload::read_request(&parts.headers, body, state.app.settings.max_upload_bytes).await {
         Ok(request) => request,
-        // Refused before the body was read to its end: the connection cannot be reused.
-        Err(response) => return ([(header::CONNECTION, "close")], response).into_response(),
+        Err(response) => return response,
     };
     let started = std::time::Instant::now();
     let held = std::sync::Arc::new(Held::default());

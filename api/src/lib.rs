@@ -9,6 +9,7 @@ pub mod download;
 pub mod error;
 pub mod graphql;
 pub mod http;
+pub mod hygiene;
 pub mod metrics;
 pub mod multipart;
 pub mod secrets;

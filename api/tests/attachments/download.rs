@@ -78,6 +78,8 @@ async fn downloads_are_exact_and_safe(store: Store) {
     let csp = header(&response, "content-security-policy");
     assert!(csp.contains("default-src 'none'"), "{csp}");
     assert!(csp.contains("sandbox"), "{csp}");
+    assert_eq!(header(&response, "x-frame-options"), "DENY");
+    assert_eq!(header(&response, "referrer-policy"), "no-referrer");
     assert_eq!(header(&response, "accept-ranges"), "bytes");
     assert_eq!(header(&response, "content-length"), size.to_string());
     assert!(header(&response, "cache-control").contains("no-store"));

@@ -6,6 +6,7 @@ mod support;
 
 mod auth;
 mod health;
+mod hygiene;
 mod limits;
 mod live;
 mod rbac;
