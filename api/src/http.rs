@@ -31,7 +31,7 @@ use tower_http::trace::TraceLayer;
 use crate::auth::password::PasswordHasher;
 use crate::auth::sessions::Sessions;
 use crate::blobs::Blobs;
-use crate::config::Settings;
+use crate::config::{Introspection, Metrics, Settings};
 use crate::graphql::admission::Held;
 use crate::graphql::limits::Documents;
 use crate::graphql::limits::Prepared;
@@ -95,11 +95,25 @@ pub fn router(state: HttpState) -> Router {
     crate::hygiene::secure(routes)
 }
 
-async fn metrics(State(state): State<HttpState>) -> String {
+/// Prometheus text, unless `TICKETS_METRICS=off`, and only to the bearer
+/// of `TICKETS_METRICS_TOKEN` when it is set.
+async fn metrics(State(state): State<HttpState>, headers: HeaderMap) -> Response {
+    let settings = &state.app.settings;
+    if settings.metrics == Metrics::Off {
+        return error_response(StatusCode::NOT_FOUND, "NOT_FOUND", "not found");
+    }
+    if let Some(token) = &settings.metrics_token {
+        let given = crate::auth::caller::bearer(&headers).unwrap_or_default();
+        // Digests compared, so the time taken says nothing of the token.
+        if Sha256::digest(given.as_bytes()) != Sha256::digest(token.expose_secret().as_bytes()) {
+            let refused = error_response(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", "a metrics token is required");
+            return ([(header::WWW_AUTHENTICATE, "Bearer")], refused).into_response();
+        }
+    }
     if let Ok(lag) = state.app.read.lag().await {
         ::metrics::gauge!("tickets_projector_lag_events").set(lag as f64);
     }
-    crate::metrics::handle().render()
+    crate::metrics::handle().render().into_response()
 }
 
 async fn graphiql() -> impl IntoResponse {
@@ -203,6 +217,10 @@ async fn answer(state: &HttpState, mut request: async_graphql::Request, info: Re
         Ok(prepared) => prepared,
         Err(refused) => return async_graphql::Response::from_errors(vec![refused]),
     };
+    let admin = info.caller.viewer().is_ok_and(|viewer| viewer.is_admin());
+    if state.app.settings.introspection == Introspection::Admins && !admin {
+        request = request.disable_introspection();
+    }
     let (users, histories, attachments) = crate::graphql::loaders::for_request(&state.app.read);
     let request = request.data(info).data(users).data(histories).data(attachments);
     let schema = if matches!(prepared, Prepared::Known) { &state.schemas.known } else { &state.schemas.full };

@@ -4,11 +4,13 @@
 
 use std::time::Duration;
 
+use api::config::{Introspection, Metrics};
 use reqwest::StatusCode;
+use serde_json::{json, Value};
 use test_support::Store;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::support::{both_stores, TestApp};
+use crate::support::{both_stores, error_code, TestApp};
 
 const API_CSP: &str = "default-src 'none'; frame-ancestors 'none'";
 
@@ -130,4 +132,69 @@ async fn refused_requests_leave_no_broken_connection(store: Store) {
     app.shutdown().await;
 }
 
-both_stores!(every_answer_carries_security_headers, refused_requests_leave_no_broken_connection);
+async fn metrics_can_be_closed_or_guarded(store: Store) {
+    let mut app = TestApp::spawn(store).await;
+    assert_eq!(app.get("/metrics").await.status(), StatusCode::OK, "open by default");
+
+    let mut settings = app.settings.clone();
+    settings.metrics = Metrics::Off;
+    app.restart(settings.clone()).await;
+    assert_eq!(app.get("/metrics").await.status(), StatusCode::NOT_FOUND);
+
+    settings.metrics = Metrics::Open;
+    settings.metrics_token = Some("scrape-token-0123456789".to_owned().into());
+    app.restart(settings).await;
+    let url = format!("{}/metrics", app.address());
+    for token in [None, Some("wrong")] {
+        let mut request = app.client().get(&url);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("an answer");
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{token:?}");
+        let body: Value = response.json().await.expect("JSON");
+        assert_eq!(error_code(&body).as_deref(), Some("UNAUTHENTICATED"));
+    }
+    let response = app.client().get(&url).bearer_auth("scrape-token-0123456789").send().await.expect("an answer");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.text().await.expect("a body").contains("tickets_"), "Prometheus text");
+    app.shutdown().await;
+}
+
+async fn introspection_can_be_off_or_for_admins(store: Store) {
+    let mut app = TestApp::spawn(store).await;
+    let admin = app.admin().await;
+    let employee = app.register("employee@example.com").await;
+    let introspect = "{ __schema { queryType { name } } }";
+    let served = |body: &Value| body["data"]["__schema"]["queryType"]["name"] == "Query";
+    for token in [None, Some(employee.token.as_str()), Some(admin.token.as_str())] {
+        assert!(served(&app.gql(token, introspect, json!({})).await), "on by default");
+    }
+    let mut settings = app.settings.clone();
+    for (mode, anonymous, employee_sees, admin_sees) in
+        [(Introspection::Off, false, false, false), (Introspection::Admins, false, false, true)]
+    {
+        settings.introspection = mode;
+        app.restart(settings.clone()).await;
+        for (token, expected) in [
+            (None, anonymous),
+            (Some(employee.token.as_str()), employee_sees),
+            (Some(admin.token.as_str()), admin_sees),
+        ] {
+            // Twice: the second run is of a document the server knows.
+            for _ in 0..2 {
+                let body = app.gql(token, introspect, json!({})).await;
+                assert_eq!(served(&body), expected, "{mode:?}, {}: {body}", token.is_some());
+            }
+        }
+        app.gql_ok(None, "{ __typename }", json!({})).await;
+    }
+    app.shutdown().await;
+}
+
+both_stores!(
+    every_answer_carries_security_headers,
+    refused_requests_leave_no_broken_connection,
+    metrics_can_be_closed_or_guarded,
+    introspection_can_be_off_or_for_admins
+);
