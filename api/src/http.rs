@@ -194,12 +194,12 @@ async fn graphql(
     };
     crate::metrics::record_request(started, response.is_err());
     crate::graphql::code_client_errors(&mut response);
-    // Written out before the request's share of the budget for long
-    // histories is given back.
     // An INTERNAL anywhere in the answer is the server's failure: 500, as
     // wherever else it arises.
     let status =
         if response.errors.iter().any(is_internal) { StatusCode::INTERNAL_SERVER_ERROR } else { StatusCode::OK };
+    // Written out before the request's share of the budget for long
+    // histories is given back.
     let written = (status, Json(texts.splice(&response))).into_response();
     drop(held);
     written
