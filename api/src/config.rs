@@ -3,8 +3,9 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use secrecy::SecretString;
 
 #[derive(Debug, Parser)]
@@ -61,13 +62,52 @@ pub struct Options {
     pub admin_email: Option<String>,
     #[arg(long, env = "TICKETS_ADMIN_PASSWORD", hide_env_values = true, global = true)]
     pub admin_password: Option<String>,
-    /// Serve GraphQL introspection (and so GraphiQL's schema view).
-    #[arg(long, env = "TICKETS_INTROSPECTION", default_value_t = true, action = clap::ArgAction::Set, global = true)]
-    pub introspection: bool,
+    /// Serve GraphQL introspection (and so GraphiQL's schema view): `true`,
+    /// `false`, or `admins` (to signed-in admins only).
+    #[arg(long, env = "TICKETS_INTROSPECTION", default_value = "true", global = true)]
+    pub introspection: Introspection,
+    /// `GET /metrics`: `open`, or `off` (answered 404).
+    #[arg(long, env = "TICKETS_METRICS", default_value = "open", global = true)]
+    pub metrics: Metrics,
+    /// When set, `GET /metrics` wants it as a bearer token.
+    #[arg(long, env = "TICKETS_METRICS_TOKEN", hide_env_values = true, global = true)]
+    pub metrics_token: Option<String>,
+    /// Seconds a GraphQL request may run once its body has arrived; then it
+    /// is abandoned and answered `TOO_MANY_REQUESTS`.
+    #[arg(long, env = "TICKETS_REQUEST_TIMEOUT", default_value_t = 30, global = true)]
+    pub request_timeout: u64,
     /// Addresses of reverse proxies whose `X-Forwarded-For` names the
     /// client (comma-separated); nobody else's is believed.
     #[arg(long, env = "TICKETS_TRUSTED_PROXIES", value_delimiter = ',', global = true)]
     pub trusted_proxies: Vec<IpAddr>,
+}
+
+/// Who may introspect the schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Introspection {
+    #[value(name = "true")]
+    Open,
+    #[value(name = "false")]
+    Off,
+    /// Signed-in admins only.
+    Admins,
+}
+
+impl std::fmt::Display for Introspection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Open => "true",
+            Self::Off => "false",
+            Self::Admins => "admins",
+        })
+    }
+}
+
+/// Whether `/metrics` is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Metrics {
+    Open,
+    Off,
 }
 
 /// Typed settings, secrets wrapped.
@@ -84,7 +124,12 @@ pub struct Settings {
     pub blob_options: Vec<(String, String)>,
     pub admin_email: Option<String>,
     pub admin_password: Option<SecretString>,
-    pub introspection: bool,
+    pub introspection: Introspection,
+    pub metrics: Metrics,
+    /// The bearer token `/metrics` wants, if any.
+    pub metrics_token: Option<SecretString>,
+    /// How long a GraphQL request may run once its body has arrived.
+    pub request_timeout: Duration,
     /// Reverse proxies whose `X-Forwarded-For` names the client.
     pub trusted_proxies: Vec<IpAddr>,
 }
@@ -110,6 +155,9 @@ impl From<Options> for Settings {
             admin_email: options.admin_email.filter(|s| !s.is_empty()),
             admin_password: options.admin_password.filter(|s| !s.is_empty()).map(SecretString::from),
             introspection: options.introspection,
+            metrics: options.metrics,
+            metrics_token: options.metrics_token.filter(|s| !s.is_empty()).map(SecretString::from),
+            request_timeout: Duration::from_secs(options.request_timeout),
             trusted_proxies: options.trusted_proxies,
         }
     }
@@ -133,7 +181,10 @@ impl Settings {
             blob_options: Vec::new(),
             admin_email: None,
             admin_password: None,
-            introspection: true,
+            introspection: Introspection::Open,
+            metrics: Metrics::Open,
+            metrics_token: None,
+            request_timeout: Duration::from_secs(30),
             trusted_proxies: Vec::new(),
         }
     }

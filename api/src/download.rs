@@ -21,13 +21,23 @@ pub fn parse_range(header: Option<&HeaderValue>, size: u64) -> Option<Result<Ran
     }
     let (start, end) = spec.split_once('-')?;
     let (start, end) = (start.trim(), end.trim());
-    let range = match (start.parse::<u64>().ok(), end.parse::<u64>().ok()) {
+    let range = match (position(start), position(end)) {
         (Some(start), Some(end)) if start <= end => start..end.saturating_add(1).min(size),
         (Some(start), None) if end.is_empty() => start..size,
         (None, Some(suffix)) if start.is_empty() && suffix > 0 => size.saturating_sub(suffix)..size,
         _ => return Some(Err(())),
     };
     Some(if range.start < size && range.start < range.end { Ok(range) } else { Err(()) })
+}
+
+/// A byte position: digits only, and one past any file's end when too
+/// large for an integer, so that the range is clamped to the end as
+/// RFC 9110 says rather than refused.
+fn position(digits: &str) -> Option<u64> {
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(digits.parse().unwrap_or(u64::MAX))
 }
 
 /// `filename="ascii"; filename*=UTF-8''percent-encoded` (RFC 6266).
@@ -128,6 +138,10 @@ mod tests {
         assert_eq!(range("bytes=900-", 1000), Some(Ok(900..1000)));
         assert_eq!(range("bytes=-100", 1000), Some(Ok(900..1000)));
         assert_eq!(range("bytes=990-2000", 1000), Some(Ok(990..1000)));
+        assert_eq!(range("bytes=0-99999999999999999999999", 1000), Some(Ok(0..1000)));
+        assert_eq!(range("bytes=-99999999999999999999999", 1000), Some(Ok(0..1000)));
+        assert_eq!(range("bytes=99999999999999999999999-", 1000), Some(Err(())));
+        assert_eq!(range("bytes=0-1x", 1000), Some(Err(())));
         assert_eq!(range("bytes=1000-", 1000), Some(Err(())));
         assert_eq!(range("bytes=5-2", 1000), Some(Err(())));
         assert_eq!(range("bytes=0-1,5-6", 1000), None);

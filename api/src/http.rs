@@ -19,8 +19,9 @@ use commands::write::WriteSide;
 use projections::feed::Changes;
 use projections::projector::Projector;
 use projections::read::ReadModels;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
+use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tower_http::catch_panic::CatchPanicLayer;
@@ -30,7 +31,7 @@ use tower_http::trace::TraceLayer;
 use crate::auth::password::PasswordHasher;
 use crate::auth::sessions::Sessions;
 use crate::blobs::Blobs;
-use crate::config::Settings;
+use crate::config::{Introspection, Metrics, Settings};
 use crate::graphql::admission::Held;
 use crate::graphql::limits::Documents;
 use crate::graphql::limits::Prepared;
@@ -81,7 +82,7 @@ const MAX_LIVE_MESSAGE: usize = 64 * 1024;
 
 /// All routes; tests can call this directly.
 pub fn router(state: HttpState) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/graphql", get(graphiql).post(graphql))
         .route("/graphql/ws", get(graphql_ws))
         .route("/healthz", get(|| async { "ok" }))
@@ -94,18 +95,34 @@ pub fn router(state: HttpState) -> Router {
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .layer(CatchPanicLayer::custom(|_| {
             error_response(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "internal error")
-        }))
+        }));
+    crate::hygiene::secure(routes)
 }
 
-async fn metrics(State(state): State<HttpState>) -> String {
+/// Prometheus text, unless `TICKETS_METRICS=off`, and only to the bearer
+/// of `TICKETS_METRICS_TOKEN` when it is set.
+async fn metrics(State(state): State<HttpState>, headers: HeaderMap) -> Response {
+    let settings = &state.app.settings;
+    if settings.metrics == Metrics::Off {
+        return error_response(StatusCode::NOT_FOUND, "NOT_FOUND", "not found");
+    }
+    if let Some(token) = &settings.metrics_token {
+        let given = crate::auth::caller::bearer(&headers).unwrap_or_default();
+        // Digests compared, so the time taken says nothing of the token.
+        if Sha256::digest(given.as_bytes()) != Sha256::digest(token.expose_secret().as_bytes()) {
+            let refused = error_response(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", "a metrics token is required");
+            return ([(header::WWW_AUTHENTICATE, "Bearer")], refused).into_response();
+        }
+    }
     if let Ok(lag) = state.app.read.lag().await {
         ::metrics::gauge!("tickets_projector_lag_events").set(lag as f64);
     }
-    crate::metrics::handle().render()
+    crate::metrics::handle().render().into_response()
 }
 
 async fn graphiql() -> impl IntoResponse {
-    Html(GraphiQLSource::build().endpoint("/graphql").subscription_endpoint("/graphql/ws").finish())
+    let page = GraphiQLSource::build().endpoint("/graphql").subscription_endpoint("/graphql/ws").finish();
+    ([(header::CONTENT_SECURITY_POLICY, crate::hygiene::GRAPHIQL_CSP)], Html(page))
 }
 
 /// The address sign-ins and sign-ups are throttled by: the peer's, unless
@@ -161,41 +178,71 @@ async fn graphql(
     };
     let multipart = crate::upload::is_multipart(&parts.headers);
     if multipart && caller.viewer().is_err() {
-        // Uploads are for signed-in users: refuse before reading a byte.
-        let refused = error_response(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", "authentication required");
-        return ([(header::CONNECTION, "close")], refused).into_response();
+        // Uploads are for signed-in users: refuse before reading a byte
+        // (`hygiene` then closes the connection).
+        return error_response(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", "authentication required");
     }
-    let mut request = match crate::upload::read_request(&parts.headers, body, state.app.settings.max_upload_bytes).await
-    {
+    let request = match crate::upload::read_request(&parts.headers, body, state.app.settings.max_upload_bytes).await {
         Ok(request) => request,
-        // Refused before the body was read to its end: the connection cannot be reused.
-        Err(response) => return ([(header::CONNECTION, "close")], response).into_response(),
+        Err(response) => return response,
     };
     let started = std::time::Instant::now();
     let held = std::sync::Arc::new(Held::default());
     let texts = std::sync::Arc::new(Texts::default());
-    let mut response = match state.documents.prepare(&mut request) {
-        Ok(prepared) => {
-            let (users, histories, attachments) = crate::graphql::loaders::for_request(&state.app.read);
-            let idempotency_key = crate::graphql::idempotency::sent(&parts.headers);
-            let info =
-                RequestInfo { caller, request_id, client, held: held.clone(), texts: texts.clone(), idempotency_key };
-            let request = request.data(info).data(users).data(histories).data(attachments);
-            let schemas = &state.schemas;
-            let schema = if matches!(prepared, Prepared::Known) { &schemas.known } else { &schemas.full };
-            let response = crate::graphql::idempotency::execute(&state.app, schema, request).await;
-            state.documents.answered(prepared, &response);
-            response
-        }
-        Err(refused) => async_graphql::Response::from_errors(vec![refused]),
+    let idempotency_key = crate::graphql::idempotency::sent(&parts.headers);
+    let info = RequestInfo { caller, request_id, client, held: held.clone(), texts: texts.clone(), idempotency_key };
+    let deadline = state.app.settings.request_timeout;
+    let Ok(mut response) = tokio::time::timeout(deadline, answer(&state, request, info)).await else {
+        crate::metrics::record_request(started, true);
+        tracing::warn!(timeout = ?deadline, "request abandoned at its deadline");
+        return abandoned();
     };
     crate::metrics::record_request(started, response.is_err());
     crate::graphql::code_client_errors(&mut response);
+    // An INTERNAL anywhere in the answer is the server's failure: 500, as
+    // wherever else it arises.
+    let status =
+        if response.errors.iter().any(is_internal) { StatusCode::INTERNAL_SERVER_ERROR } else { StatusCode::OK };
     // Written out before the request's share of the budget for long
     // histories is given back.
-    let written = Json(texts.splice(&response)).into_response();
+    let written = (status, Json(texts.splice(&response))).into_response();
     drop(held);
     written
+}
+
+fn is_internal(error: &async_graphql::ServerError) -> bool {
+    error.extensions.as_ref().and_then(|extensions| extensions.get("code"))
+        == Some(&async_graphql::Value::from("INTERNAL"))
+}
+
+/// Prepares the request's document (measured against the shape limits
+/// before anything walks it) and runs it.
+async fn answer(state: &HttpState, mut request: async_graphql::Request, info: RequestInfo) -> async_graphql::Response {
+    let prepared = match state.documents.prepare(&mut request).await {
+        Ok(prepared) => prepared,
+        Err(refused) => return async_graphql::Response::from_errors(vec![refused]),
+    };
+    let admin = info.caller.viewer().is_ok_and(|viewer| viewer.is_admin());
+    if state.app.settings.introspection == Introspection::Admins && !admin {
+        request = request.disable_introspection();
+    }
+    let (users, histories, attachments) = crate::graphql::loaders::for_request(&state.app.read);
+    let request = request.data(info).data(users).data(histories).data(attachments);
+    let schema = if matches!(prepared, Prepared::Known) { &state.schemas.known } else { &state.schemas.full };
+    let response = crate::graphql::idempotency::execute(&state.app, schema, request).await;
+    state.documents.answered(prepared, &response);
+    response
+}
+
+/// The answer to a request that ran past its deadline: the server has
+/// given up on it, so the client may try again later.
+fn abandoned() -> Response {
+    let refused = error_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "TOO_MANY_REQUESTS",
+        "the request took too long and was abandoned; try again later",
+    );
+    ([(header::RETRY_AFTER, "1")], refused).into_response()
 }
 
 /// Subscriptions over WebSocket (graphql-transport-ws, or the older
@@ -218,7 +265,7 @@ async fn graphql_ws(
         return error_response(StatusCode::SERVICE_UNAVAILABLE, "TOO_MANY_REQUESTS", "too many live connections");
     };
     let header = crate::auth::caller::bearer(&headers).map(str::to_owned);
-    let executor = LiveExecutor(state.schemas.full.clone());
+    let executor = LiveExecutor::new(state.schemas.full.clone(), state.documents.clone());
     let (app, changes, mut closing) = (state.app.clone(), state.live.changes.clone(), state.live.closing.clone());
     let sockets = state.live.sockets.clone();
     upgrade.max_message_size(MAX_LIVE_MESSAGE).protocols(ALL_WEBSOCKET_PROTOCOLS).on_upgrade(move |socket| async move {

@@ -1,7 +1,8 @@
 //! Reading a GraphQL request body. JSON is bounded in memory; multipart
-//! uploads stream to temporary files with every file, the whole stream and
-//! the number of parts bounded while the body arrives, so neither a large
-//! file nor a flood of tiny parts is ever held or opened.
+//! uploads stream to temporary files with every file, the JSON parts, the
+//! whole stream and the number of parts bounded while the body arrives
+//! (`multipart`), so neither a large file nor a flood of tiny parts is
+//! ever held or opened.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -11,9 +12,10 @@ use async_graphql::ParseRequestError;
 use axum::body::Body;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
-use futures_util::{FutureExt, StreamExt, TryStreamExt};
+use futures_util::{StreamExt, TryStreamExt};
 
 use crate::http::error_response;
+use crate::multipart::Limits;
 use crate::service::attachments::MAX_FILES_PER_REQUEST;
 
 /// Largest GraphQL request body without uploads.
@@ -107,30 +109,29 @@ pub async fn read_request(
     let too_large = || error_response(StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", "request body is too large");
     let flooded = Arc::new(AtomicBool::new(false));
     let parsed = if is_multipart(headers) {
-        let options = MultipartOptions::default()
-            .max_file_size(usize::try_from(max_upload_bytes).unwrap_or(usize::MAX))
-            .max_num_files(MAX_FILES_PER_REQUEST + 1);
-        let mut counter = content_type.as_deref().and_then(boundary).map(|b| PartCounter::new(&b));
+        let Some(boundary) = content_type.as_deref().and_then(boundary) else {
+            return Err(error_response(
+                StatusCode::BAD_REQUEST,
+                "BAD_USER_INPUT",
+                "multipart request without a boundary",
+            ));
+        };
+        let files = MAX_FILES_PER_REQUEST as u64 + 1;
+        let limits = Limits {
+            file: max_upload_bytes,
+            body: max_upload_bytes.saturating_mul(files).saturating_add(2 * MAX_JSON_BODY as u64),
+        };
+        let mut counter = PartCounter::new(&boundary);
         let flag = flooded.clone();
         let stream = body.into_data_stream().map_err(std::io::Error::other).map(move |chunk| {
             let chunk = chunk?;
-            if let Some(counter) = counter.as_mut() {
-                if !counter.feed(&chunk) {
-                    flag.store(true, Ordering::Relaxed);
-                    return Err(std::io::Error::other("too many parts"));
-                }
+            if !counter.feed(&chunk) {
+                flag.store(true, Ordering::Relaxed);
+                return Err(std::io::Error::other("too many parts"));
             }
             Ok(chunk)
         });
-        // async-graphql asserts on some malformed bodies (an `operations`
-        // part declared as multipart): a bad request, not a crash.
-        let parsing = async_graphql::http::receive_body(content_type, stream.into_async_read(), options);
-        match std::panic::AssertUnwindSafe(parsing).catch_unwind().await {
-            Ok(parsed) => parsed,
-            Err(_) => {
-                return Err(error_response(StatusCode::BAD_REQUEST, "BAD_USER_INPUT", "malformed multipart request"))
-            }
-        }
+        crate::multipart::receive(stream, &boundary, &limits).await
     } else {
         let bytes = axum::body::to_bytes(body, MAX_JSON_BODY).await.map_err(|_| too_large())?;
         async_graphql::http::receive_body(content_type, &bytes[..], MultipartOptions::default()).await

@@ -6,6 +6,7 @@ pub mod limits;
 pub mod loaders;
 mod mutation;
 mod query;
+pub mod shape;
 pub mod spliced;
 pub mod subscription;
 pub mod types;
@@ -13,6 +14,7 @@ pub mod types;
 use async_graphql::{Context, Response, Schema, ValidationMode};
 
 use crate::auth::caller::Caller;
+use crate::config::Introspection;
 use crate::state::{App, AppState};
 use commands::write::Actor;
 
@@ -59,10 +61,11 @@ pub fn schema(app: AppState, validation: ValidationMode) -> TicketsSchema {
         .limit_recursive_depth(32)
         .limit_directives(8)
         .disable_suggestions();
-    if app.settings.introspection {
-        builder.finish()
-    } else {
+    // `admins` is decided per request, by the HTTP handler.
+    if app.settings.introspection == Introspection::Off {
         builder.disable_introspection().finish()
+    } else {
+        builder.finish()
     }
 }
 

@@ -18,6 +18,7 @@ use futures_util::stream::{self, BoxStream, Stream, StreamExt};
 use projections::feed::{Changes, TicketChanged};
 use tokio::sync::broadcast;
 
+use super::limits::Documents;
 use super::TicketsSchema;
 use crate::auth::caller::Viewer;
 use crate::error::{ApiError, ApiResult};
@@ -252,9 +253,19 @@ impl Follower {
 }
 
 /// The schema as `/graphql/ws` runs it: subscriptions only, within the
-/// shape limits `POST /graphql` applies, errors coded alike.
+/// shape limits `POST /graphql` applies (measured the same way, on the
+/// same bounded pool), errors coded alike.
 #[derive(Clone)]
-pub struct LiveExecutor(pub TicketsSchema);
+pub struct LiveExecutor {
+    schema: TicketsSchema,
+    documents: Arc<Documents>,
+}
+
+impl LiveExecutor {
+    pub fn new(schema: TicketsSchema, documents: Arc<Documents>) -> Self {
+        Self { schema, documents }
+    }
+}
 
 impl Executor for LiveExecutor {
     fn execute(&self, _request: Request) -> impl Future<Output = Response> + Send {
@@ -262,10 +273,17 @@ impl Executor for LiveExecutor {
     }
 
     fn execute_stream(&self, mut request: Request, session: Option<Arc<Data>>) -> BoxStream<'static, Response> {
-        match subscriptions_only(&mut request) {
-            Ok(()) => self.0.execute_stream_with_session_data(request, session.unwrap_or_default()).map(coded).boxed(),
-            Err(error) => stream::once(std::future::ready(coded(Response::from_errors(vec![error])))).boxed(),
-        }
+        let (schema, documents) = (self.schema.clone(), self.documents.clone());
+        let started = async move {
+            let checked = documents.parse(&mut request).await.and_then(|()| subscriptions_only(&mut request));
+            match checked {
+                Ok(()) => {
+                    schema.execute_stream_with_session_data(request, session.unwrap_or_default()).map(coded).boxed()
+                }
+                Err(error) => stream::once(std::future::ready(coded(Response::from_errors(vec![error])))).boxed(),
+            }
+        };
+        stream::once(started).flatten().boxed()
     }
 }
 
@@ -274,7 +292,6 @@ fn queries_elsewhere() -> ServerError {
 }
 
 fn subscriptions_only(request: &mut Request) -> Result<(), ServerError> {
-    super::limits::check(request)?;
     let document = request.parsed_query()?;
     if document.operations.iter().all(|(_, operation)| operation.node.ty == OperationType::Subscription) {
         Ok(())

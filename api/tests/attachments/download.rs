@@ -78,6 +78,8 @@ async fn downloads_are_exact_and_safe(store: Store) {
     let csp = header(&response, "content-security-policy");
     assert!(csp.contains("default-src 'none'"), "{csp}");
     assert!(csp.contains("sandbox"), "{csp}");
+    assert_eq!(header(&response, "x-frame-options"), "DENY");
+    assert_eq!(header(&response, "referrer-policy"), "no-referrer");
     assert_eq!(header(&response, "accept-ranges"), "bytes");
     assert_eq!(header(&response, "content-length"), size.to_string());
     assert!(header(&response, "cache-control").contains("no-store"));
@@ -112,9 +114,20 @@ async fn downloads_are_exact_and_safe(store: Store) {
     let response = download(&app, Some(&reporter.token), url, Some("bytes=4990-999999")).await;
     assert_eq!(response.status(), StatusCode::PARTIAL_CONTENT);
     assert_eq!(response.bytes().await.expect("a body").as_ref(), &file.bytes[4990..]);
+    // An end too large for any integer is clamped to the file's end too
+    // (RFC 9110, 14.1.2), not refused.
+    let response = download(&app, Some(&reporter.token), url, Some("bytes=0-99999999999999999999999")).await;
+    assert_eq!(response.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(header(&response, "content-range"), format!("bytes 0-{}/{size}", size - 1));
+    assert_eq!(response.bytes().await.expect("a body").as_ref(), &file.bytes[..]);
 
     // Unsatisfiable: 416 with the size.
-    for range in [format!("bytes={size}-"), "bytes=9000-9100".to_owned(), "bytes=7-3".to_owned()] {
+    for range in [
+        format!("bytes={size}-"),
+        "bytes=9000-9100".to_owned(),
+        "bytes=7-3".to_owned(),
+        "bytes=99999999999999999999999-".to_owned(),
+    ] {
         let response = download(&app, Some(&reporter.token), url, Some(&range)).await;
         assert_eq!(response.status(), StatusCode::RANGE_NOT_SATISFIABLE, "{range}");
         assert_eq!(header(&response, "content-range"), format!("bytes */{size}"), "{range}");

@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::common::{
     add_mutation, add_ok, authority, create_ok, create_with, footprint, gif, pdf, pdf_of_size, png, post, raw_request,
-    read_head, status_of, ticket, try_post, File, Multipart,
+    read_head, send, status_of, ticket, try_post, File, Multipart,
 };
 use crate::support::{assert_code, both_stores, TestApp};
 
@@ -318,6 +318,61 @@ async fn broken_multipart_is_a_bad_request(store: Store) {
     app.shutdown().await;
 }
 
+/// `operations` and `map` are JSON: they get the JSON body's 1 MiB, not
+/// the files' limit, wherever they come in the body.
+async fn oversized_operations_and_map_are_refused(store: Store) {
+    let app = TestApp::spawn(store).await;
+    let reporter = app.register("reporter@example.com").await;
+    let id = app.create_ticket(&reporter.token, "Big operations").await;
+    let before = footprint(&app).await;
+    let file = File::new("shot.png", "image/png", png());
+    let padding = "x".repeat(9 * 1024 * 1024);
+    let operations = json!({ "query": add_mutation(), "variables": { "ticketId": id, "file": null, "pad": padding } });
+    let request = Multipart::new(&operations, &[("variables.file".to_owned(), &file)]);
+    let (status, body) = refused_early(&app, &reporter.token, request).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "9 MiB operations: {body}");
+    assert_code(&body, "PAYLOAD_TOO_LARGE");
+
+    let paths: Vec<String> = (0..100_000).map(|i| format!("variables.pad.{i}")).collect();
+    let operations = json!({ "query": add_mutation(), "variables": { "ticketId": id, "file": null } });
+    let mut paths_of_file = vec!["variables.file".to_owned()];
+    paths_of_file.extend(paths);
+    let request = Multipart::mapped(&operations, &[(&file, paths_of_file)]);
+    assert!(request.body.len() > 2 * 1024 * 1024);
+    let (status, body) = refused_early(&app, &reporter.token, request).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "2 MiB map: {body}");
+    assert_code(&body, "PAYLOAD_TOO_LARGE");
+    assert_eq!(footprint(&app).await, before);
+
+    // Just under the limit is served.
+    let operations = json!({ "query": add_mutation(), "variables": { "ticketId": id, "file": null, "pad": "x".repeat(1000 * 1000) } });
+    let (status, body) =
+        send(&app, Some(&reporter.token), Multipart::new(&operations, &[("variables.file".to_owned(), &file)])).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.get("errors").is_none(), "{body}");
+    app.shutdown().await;
+}
+
+/// An `operations` part sent as a file of any declared type is read as
+/// the JSON it must be (async-graphql asserts on a multipart one).
+async fn operations_sent_as_a_file_are_read_as_json(store: Store) {
+    let app = TestApp::spawn(store).await;
+    let reporter = app.register("reporter@example.com").await;
+    let id = app.create_ticket(&reporter.token, "Odd client").await;
+    let file = File::new("shot.png", "image/png", png());
+    for declared in ["multipart/mixed; boundary=inner", "multipart/form-data", "application/octet-stream"] {
+        let request = Multipart::add_attachment(&id, &file);
+        let plain = b"name=\"operations\"\r\nContent-Type: application/json";
+        let at = request.body.windows(plain.len()).position(|w| w == plain).expect("the operations part");
+        let as_file = format!("name=\"operations\"; filename=\"operations.json\"\r\nContent-Type: {declared}");
+        let body = [&request.body[..at], as_file.as_bytes(), &request.body[at + plain.len()..]].concat();
+        let (status, answer) = post(&app, Some(&reporter.token), &request.content_type(), body).await;
+        assert_eq!(status, StatusCode::OK, "{declared}: {answer}");
+        assert!(answer.get("errors").is_none(), "{declared}: {answer}");
+    }
+    app.shutdown().await;
+}
+
 both_stores!(
     oversized_files_are_refused,
     oversized_stream_is_cut_short,
@@ -325,4 +380,6 @@ both_stores!(
     file_count_is_capped,
     many_file_parts_are_refused_early,
     broken_multipart_is_a_bad_request,
+    oversized_operations_and_map_are_refused,
+    operations_sent_as_a_file_are_read_as_json,
 );

@@ -103,14 +103,16 @@ async fn failed_blob_write_appends_nothing(store: Store) {
     std::fs::write(&blocked, b"not a folder").expect("blocks the store");
     let before = footprint(&app).await;
 
+    // INTERNAL is answered 500 wherever it arises, inside a GraphQL answer too.
     let (status, body) = add(&app, Some(&reporter.token), &id, &file).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
     assert_code(&body, "INTERNAL");
     assert_eq!(body["errors"][0]["message"], "internal error", "no internals shown: {body}");
     assert_eq!(app.event_count().await, before.events);
     assert_eq!(app.count("SELECT COUNT(*) FROM attachments").await, before.attachments);
 
-    let (_, body) = create_with(&app, &reporter.token, "Also failing", std::slice::from_ref(&file)).await;
+    let (status, body) = create_with(&app, &reporter.token, "Also failing", std::slice::from_ref(&file)).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
     assert_code(&body, "INTERNAL");
     assert_eq!(app.event_count().await, before.events);
     assert_eq!(app.count("SELECT COUNT(*) FROM tickets").await, before.tickets);

@@ -177,7 +177,8 @@ both_stores!(
     a_connection_and_a_user_hold_bounded_places,
     the_legacy_protocol_is_served_alike,
     a_socket_needs_a_valid_token,
-    the_socket_serves_subscriptions_only
+    the_socket_serves_subscriptions_only,
+    the_socket_refuses_fragment_bombs
 );
 
 async fn changes_reach_those_who_may_see_them(store: Store) {
@@ -403,6 +404,30 @@ async fn a_socket_needs_a_valid_token(store: Store) {
     let body = app.gql(None, ALL, json!({})).await;
     assert_eq!(body["errors"][0]["extensions"]["code"], "BAD_USER_INPUT", "{body}");
     assert!(body["errors"][0]["message"].as_str().unwrap_or_default().contains("ubscription"), "{body}");
+    app.shutdown().await;
+}
+
+/// A subscription document whose fragments expand to 2^30 fields is
+/// refused from its text, at once, and the socket goes on serving.
+async fn the_socket_refuses_fragment_bombs(store: Store) {
+    let app = TestApp::spawn(store).await;
+    let alice = app.register("alice@example.com").await;
+    let mut socket = Socket::signed_in(&app, &alice.token).await;
+    let mut bomb = "fragment F0 on Subscription { ticketChanged { id } }".to_owned();
+    for i in 1..=30 {
+        bomb.push_str(&format!(" fragment F{i} on Subscription {{ ...F{p} ...F{p} }}", p = i - 1));
+    }
+    bomb.push_str(" subscription { ...F30 }");
+    let started = std::time::Instant::now();
+    socket.subscribe("b", &bomb, json!({})).await;
+    let error = socket.ended_with("b").await;
+    assert!(started.elapsed() < Duration::from_secs(2), "refused in {:?}", started.elapsed());
+    assert_eq!(error["extensions"]["code"], "BAD_USER_INPUT", "{error}");
+    assert!(error["message"].as_str().unwrap_or_default().contains("fields"), "{error}");
+    let ticket = app.create_ticket(&alice.token, "Monitor flickers").await;
+    socket.subscribe("t", ONE, json!({ "id": ticket })).await;
+    app.update(&app.admin().await.token, &ticket, json!({ "status": "RESOLVED" })).await;
+    assert_eq!(socket.change("t").await, told(&ticket, 2, false));
     app.shutdown().await;
 }
 
