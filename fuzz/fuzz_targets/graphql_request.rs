@@ -53,8 +53,10 @@ static HARNESS: LazyLock<Harness> = LazyLock::new(|| {
 });
 
 fuzz_target!(|body: &[u8]| {
+    // Built before the clock starts: the first input is timed like the rest.
+    let harness = &*HARNESS;
     let started = Instant::now();
-    HARNESS.runtime.block_on(answer(body));
+    harness.runtime.block_on(answer(body));
     let took = started.elapsed();
     assert!(took < BUDGET, "a {} byte body took {took:?}", body.len());
 });
