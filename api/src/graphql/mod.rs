@@ -11,7 +11,7 @@ pub mod spliced;
 pub mod subscription;
 pub mod types;
 
-use async_graphql::{Context, Response, Schema, ValidationMode};
+use async_graphql::{Context, Response, Schema, SchemaBuilder, ValidationMode};
 
 use crate::auth::caller::Caller;
 use crate::config::Introspection;
@@ -53,20 +53,28 @@ impl Schemas {
 /// async-graphql sets none by default (the shape limits are checked by the
 /// HTTP handler: `limits::check`).
 pub fn schema(app: AppState, validation: ValidationMode) -> TicketsSchema {
-    let builder = Schema::build(query::Query, mutation::Mutation, subscription::Subscription)
-        .data(app.clone())
-        .validation_mode(validation)
-        .limit_depth(10)
-        .limit_complexity(5_000)
-        .limit_recursive_depth(32)
-        .limit_directives(8)
-        .disable_suggestions();
+    let builder = builder(validation).data(app.clone());
     // `admins` is decided per request, by the HTTP handler.
     if app.settings.introspection == Introspection::Off {
         builder.disable_introspection().finish()
     } else {
         builder.finish()
     }
+}
+
+/// The schema's types and limits without the application: all that parsing
+/// and validation need, so the fuzz targets validate against the very
+/// schema the server runs.
+pub fn builder(
+    validation: ValidationMode,
+) -> SchemaBuilder<query::Query, mutation::Mutation, subscription::Subscription> {
+    Schema::build(query::Query, mutation::Mutation, subscription::Subscription)
+        .validation_mode(validation)
+        .limit_depth(10)
+        .limit_complexity(5_000)
+        .limit_recursive_depth(shape::MAX_NESTING)
+        .limit_directives(8)
+        .disable_suggestions()
 }
 
 /// Errors raised before any resolver ran (syntax, validation, limits,
