@@ -60,11 +60,13 @@ fn stored(text: &str) -> Response {
 }
 
 /// Whether the request's key is recorded: only for a mutation of one field
-/// that is not a sign-in. A document that does not parse runs, to be
+/// that is not a sign-in. The document was parsed and measured before
+/// (`limits::Documents::prepare`); one that does not parse runs, to be
 /// refused by the schema.
-fn recorded(request: &Request) -> Result<bool, ApiError> {
-    let Ok(document) = async_graphql::parser::parse_query(&request.query) else { return Ok(false) };
-    let operation = match (&document.operations, request.operation_name.as_deref()) {
+fn recorded(request: &mut Request) -> Result<bool, ApiError> {
+    let operation_name = request.operation_name.clone();
+    let Ok(document) = request.parsed_query() else { return Ok(false) };
+    let operation = match (&document.operations, operation_name.as_deref()) {
         (DocumentOperations::Single(operation), _) => Some(&operation.node),
         (DocumentOperations::Multiple(operations), Some(name)) => operations.get(name).map(|op| &op.node),
         (DocumentOperations::Multiple(_), None) => None,
@@ -127,7 +129,7 @@ async fn fingerprint(request: &Request) -> Result<String, ApiError> {
 }
 
 /// Runs `request` on `schema`, under its `Idempotency-Key` when it has one.
-pub async fn execute(app: &App, schema: &TicketsSchema, request: Request) -> Response {
+pub async fn execute(app: &App, schema: &TicketsSchema, mut request: Request) -> Response {
     let info = request.data.get(&TypeId::of::<RequestInfo>()).and_then(|data| data.downcast_ref::<RequestInfo>());
     let Some((sent, caller, texts)) =
         info.and_then(|info| Some((info.idempotency_key.clone()?, info.caller.viewer().ok(), info.texts.clone())))
@@ -140,7 +142,7 @@ pub async fn execute(app: &App, schema: &TicketsSchema, request: Request) -> Res
         )));
     };
     let Some(viewer) = caller else { return schema.execute(request).await };
-    match recorded(&request) {
+    match recorded(&mut request) {
         Ok(true) => {}
         Ok(false) => return schema.execute(request).await,
         Err(error) => return refused(error),
