@@ -13,9 +13,12 @@ mod common;
 
 mod accepted;
 mod bucket;
+mod bucket_leftovers;
 mod concurrency;
 mod download;
+mod durability;
 mod filenames;
+mod leftovers;
 mod limits;
 mod refused;
 mod storage;
