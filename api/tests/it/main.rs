@@ -6,6 +6,7 @@ mod support;
 
 mod auth;
 mod health;
+mod hostile;
 mod live;
 mod rbac;
 mod restart;
