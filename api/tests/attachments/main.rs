@@ -16,7 +16,6 @@ mod bucket;
 mod bucket_leftovers;
 mod concurrency;
 mod download;
-mod durability;
 mod filenames;
 mod leftovers;
 mod limits;

@@ -2,16 +2,32 @@
 //! becomes visible the file is complete under its name, and its bytes and
 //! its folder entry were synced to disk first, so a power loss cannot
 //! leave the event pointing at a missing or truncated file. A power loss
-//! cannot be staged in a test, so the syncs are watched with `strace`.
+//! cannot be staged in a test, so the syncs are watched with `strace`,
+//! attached to this whole process: a binary of its own, since a process
+//! forked by another test while traced can stall.
+
+// The shared harnesses; this binary uses a few of their helpers.
+#[path = "it/support.rs"]
+#[allow(dead_code)]
+mod support;
+
+#[path = "attachments/common.rs"]
+#[allow(dead_code)]
+mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use tokio::sync::Mutex;
+
 use test_support::Store;
 
 use crate::common::{add_ok, blob_path, pdf_of_size, sha256_hex, File};
 use crate::support::{both_stores, TestApp};
+
+/// One tracer at a time: a second one cannot attach to a traced process.
+static TRACING: Mutex<()> = Mutex::const_new(());
 
 /// `strace` attached to this test process, logging file syncs and renames.
 struct Trace {
@@ -92,6 +108,11 @@ async fn uploads_are_durable_before_their_event(store: Store) {
     let file = File::new("large.pdf", "application/pdf", pdf_of_size(2 * 1024 * 1024));
     let blob = blob_path(&app, &file.sha256());
 
+    assert!(
+        Command::new("strace").arg("-V").stdout(Stdio::null()).status().is_ok_and(|s| s.success()),
+        "strace is needed to watch the blob store sync (apt-get install strace)"
+    );
+    let tracing = TRACING.lock().await;
     let trace = Trace::attach(app.settings.data_dir.with_extension("strace")).await;
     // The first moment the event is visible, the blob must be whole.
     let watch = async {
@@ -105,6 +126,7 @@ async fn uploads_are_durable_before_their_event(store: Store) {
     };
     let (attachment, seen) = tokio::join!(add_ok(&app, &reporter.token, &ticket, &file), watch);
     let log = trace.finish();
+    drop(tracing);
     assert_eq!(attachment["sha256"], file.sha256());
     let seen = seen.expect("the blob exists when its event is visible");
     assert_eq!(sha256_hex(&seen), file.sha256(), "the blob is complete when its event is visible");
