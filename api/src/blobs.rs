@@ -88,13 +88,13 @@ impl Blobs {
         // Clones of one upload (a part mapped to several variables) share an offset.
         tokio::io::AsyncSeekExt::seek(&mut file, std::io::SeekFrom::Start(0)).await?;
         let mut writer = BufWriter::new(self.store.clone(), self.path(sha256));
-        let written = copy(&mut file, &mut writer).await;
-        if written.is_err() {
+        if let Err(error) = copy(&mut file, &mut writer).await {
             // A large file goes up in parts: abandon them rather than leave
             // an incomplete multipart upload behind.
             let _ = writer.abort().await;
+            return Err(error).context("blob store write failed");
         }
-        written.context("blob store write failed")
+        writer.shutdown().await.context("blob store write failed")
     }
 
     /// The bytes of `range` (or all) of a blob.
@@ -193,7 +193,7 @@ impl Blobs {
     }
 }
 
-/// Streams `file` into `writer` and completes the write.
+/// Streams `file` into `writer`; the caller completes or aborts the write.
 async fn copy(file: &mut tokio::fs::File, writer: &mut BufWriter) -> anyhow::Result<()> {
     let mut buffer = vec![0u8; 256 * 1024];
     loop {
@@ -203,6 +203,5 @@ async fn copy(file: &mut tokio::fs::File, writer: &mut BufWriter) -> anyhow::Res
         }
         writer.write_all(&buffer[..read]).await?;
     }
-    writer.shutdown().await?;
     Ok(())
 }
