@@ -1,14 +1,19 @@
 //! Attachment bytes, content-addressed by SHA-256 in an `object_store`:
 //! the local filesystem under the data folder by default, or an
 //! S3-compatible bucket. Names people gave their files are never used here.
+//!
+//! A blob is durable when `put` returns: the local store syncs the file and
+//! its folder (a bucket's PUT is durable by contract), so an event appended
+//! afterwards never points at a file a power loss could take back.
+
+mod leftovers;
 
 use std::ops::Range;
-use std::path::Path as FsPath;
+use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
-use chrono::Utc;
 use futures_util::{StreamExt, TryStreamExt};
 use object_store::buffered::BufWriter;
 use object_store::local::LocalFileSystem;
@@ -16,6 +21,8 @@ use object_store::path::Path;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt};
 use projections::read::ReadModels;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use self::leftovers::{Place, Stored};
 
 /// Where blobs live, under the store's root.
 const PREFIX: &str = "sha256";
@@ -27,6 +34,8 @@ pub type BlobStream = futures_util::stream::BoxStream<'static, Result<bytes::Byt
 pub struct Blobs {
     store: Arc<dyn ObjectStore>,
     root: Path,
+    /// The local store's folder, walked on disk by the clean-up.
+    folder: Option<PathBuf>,
 }
 
 impl Blobs {
@@ -48,15 +57,18 @@ impl Blobs {
                     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
                         .with_context(|| format!("cannot restrict {}", dir.display()))?;
                 }
-                let store = LocalFileSystem::new_with_prefix(&dir).context("cannot open the blob folder")?;
-                Ok(Self { store: Arc::new(store), root: Path::from(PREFIX) })
+                // Synced file and folder before a write returns: the event
+                // that refers to the blob is appended only afterwards.
+                let store =
+                    LocalFileSystem::new_with_prefix(&dir).context("cannot open the blob folder")?.with_fsync(true);
+                Ok(Self { store: Arc::new(store), root: Path::from(PREFIX), folder: Some(dir) })
             }
             Some(url) => {
                 let parsed = url::Url::parse(url).context("TICKETS_BLOB_STORE is not a URL")?;
                 let options = options.iter().map(|(key, value)| (key.as_str(), value.as_str()));
                 let (store, prefix) =
                     object_store::parse_url_opts(&parsed, options).context("TICKETS_BLOB_STORE is not usable")?;
-                Ok(Self { store: Arc::from(store), root: prefix.join(PREFIX) })
+                Ok(Self { store: Arc::from(store), root: prefix.join(PREFIX), folder: None })
             }
         }
     }
@@ -76,16 +88,13 @@ impl Blobs {
         // Clones of one upload (a part mapped to several variables) share an offset.
         tokio::io::AsyncSeekExt::seek(&mut file, std::io::SeekFrom::Start(0)).await?;
         let mut writer = BufWriter::new(self.store.clone(), self.path(sha256));
-        let mut buffer = vec![0u8; 256 * 1024];
-        loop {
-            let read = file.read(&mut buffer).await?;
-            if read == 0 {
-                break;
-            }
-            writer.write_all(&buffer[..read]).await?;
+        if let Err(error) = copy(&mut file, &mut writer).await {
+            // A large file goes up in parts: abandon them rather than leave
+            // an incomplete multipart upload behind.
+            let _ = writer.abort().await;
+            return Err(error).context("blob store write failed");
         }
-        writer.shutdown().await.context("blob store write failed")?;
-        Ok(())
+        writer.shutdown().await.context("blob store write failed")
     }
 
     /// The bytes of `range` (or all) of a blob.
@@ -103,9 +112,11 @@ impl Blobs {
         self.store.head(&self.path(sha256)).await.is_ok()
     }
 
-    /// Deletes blobs no attachment refers to and older than `grace`: the
-    /// leftovers of uploads whose event was never appended. Runs only when
-    /// the projector has caught up, so every appended event is visible.
+    /// Deletes what no attachment refers to and is older than `grace`:
+    /// blobs of uploads whose event was never appended, and anything that
+    /// is not a blob at all (the partial file of a write the process did not
+    /// live to finish, a stray temporary file). Runs only when the projector
+    /// has caught up, so every appended event is visible.
     ///
     /// # Errors
     /// When the store or the read models fail.
@@ -113,23 +124,84 @@ impl Blobs {
         if read.lag().await? > 0 {
             return Ok(0);
         }
-        let cutoff = Utc::now() - chrono::Duration::from_std(grace).unwrap_or_default();
-        let mut listed = self.store.list(Some(&self.root));
+        let cutoff = SystemTime::now().checked_sub(grace).unwrap_or(SystemTime::UNIX_EPOCH);
         let mut removed = 0;
-        while let Some(meta) = listed.next().await {
-            let meta = meta?;
-            let Some(sha256) = meta.location.filename().map(str::to_owned) else { continue };
-            if meta.last_modified >= cutoff || read.blob_referenced(&sha256).await? {
+        for stored in self.stored().await? {
+            if stored.modified >= cutoff {
                 continue;
             }
-            // An upload may have rewritten it since the listing: look again.
-            let still_old = self.store.head(&meta.location).await.is_ok_and(|now| now.last_modified < cutoff);
-            if still_old && read.lag().await? == 0 && !read.blob_referenced(&sha256).await? {
-                self.store.delete(&meta.location).await?;
-                tracing::info!(sha256 = %sha256, "orphan blob removed");
-                removed += 1;
-            }
+            let removed_one = match self.blob_name(&stored.name) {
+                Some(sha256) => self.remove_orphan(read, &sha256, cutoff).await?,
+                None => self.remove_leftover(&stored).await?,
+            };
+            removed += usize::from(removed_one);
         }
         Ok(removed)
     }
+
+    /// Everything under the root: walked on disk for the local store (whose
+    /// listing hides partial files), listed for a bucket.
+    async fn stored(&self) -> anyhow::Result<Vec<Stored>> {
+        if let Some(folder) = self.folder.clone() {
+            return tokio::task::spawn_blocking(move || leftovers::walk(&folder, &folder.join(PREFIX))).await?;
+        }
+        let listed: Vec<_> = self.store.list(Some(&self.root)).try_collect().await?;
+        Ok(listed
+            .into_iter()
+            .map(|meta| Stored {
+                name: meta.location.to_string(),
+                modified: meta.last_modified.into(),
+                place: Place::Object(meta.location),
+            })
+            .collect())
+    }
+
+    /// The digest `name` is the blob of, if it is one, where it belongs.
+    fn blob_name(&self, name: &str) -> Option<String> {
+        let digest = name.rsplit('/').next()?;
+        (leftovers::is_digest(digest) && self.path(digest).as_ref() == name).then(|| digest.to_owned())
+    }
+
+    /// Deletes an unreferenced blob, unless an upload rewrote it or an
+    /// event came to refer to it since it was listed.
+    async fn remove_orphan(&self, read: &ReadModels, sha256: &str, cutoff: SystemTime) -> anyhow::Result<bool> {
+        if read.blob_referenced(sha256).await? {
+            return Ok(false);
+        }
+        let location = self.path(sha256);
+        let still_old = self.store.head(&location).await.is_ok_and(|now| SystemTime::from(now.last_modified) < cutoff);
+        if !still_old || read.lag().await? > 0 || read.blob_referenced(sha256).await? {
+            return Ok(false);
+        }
+        self.store.delete(&location).await?;
+        tracing::info!(sha256 = %sha256, "orphan blob removed");
+        Ok(true)
+    }
+
+    /// Deletes something under the root that is not a blob.
+    async fn remove_leftover(&self, stored: &Stored) -> anyhow::Result<bool> {
+        match &stored.place {
+            Place::File(file) => match tokio::fs::remove_file(file).await {
+                Ok(()) => {}
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+                Err(error) => return Err(error).with_context(|| format!("cannot remove {}", file.display())),
+            },
+            Place::Object(location) => self.store.delete(location).await?,
+        }
+        tracing::info!(name = %stored.name, "blob store leftover removed");
+        Ok(true)
+    }
+}
+
+/// Streams `file` into `writer`; the caller completes or aborts the write.
+async fn copy(file: &mut tokio::fs::File, writer: &mut BufWriter) -> anyhow::Result<()> {
+    let mut buffer = vec![0u8; 256 * 1024];
+    loop {
+        let read = file.read(&mut buffer).await?;
+        if read == 0 {
+            break;
+        }
+        writer.write_all(&buffer[..read]).await?;
+    }
+    Ok(())
 }

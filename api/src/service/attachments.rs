@@ -2,8 +2,9 @@
 //!
 //! The type is decided from the file's first bytes, never from its name or
 //! declared type; the size is bounded while the request streams in; the
-//! name is cleaned for display only. A blob is stored before its
-//! `AttachmentAdded` event is appended, so no event points to a missing file.
+//! name is cleaned for display only. A blob is stored, durably, before its
+//! `AttachmentAdded` event is appended, so no event points to a missing or
+//! truncated file, even after a power loss.
 
 use std::io::{Read, Seek, SeekFrom};
 

@@ -13,9 +13,9 @@ use crate::common::{blob_root, create_ok, every_type, fetch, files_under};
 use crate::support::{both_stores, TestApp};
 
 /// An S3 endpoint for one test, stopped when dropped.
-struct Bucket {
+pub struct Bucket {
     server: Child,
-    endpoint: String,
+    pub endpoint: String,
 }
 
 impl Drop for Bucket {
@@ -26,7 +26,7 @@ impl Drop for Bucket {
 }
 
 impl Bucket {
-    async fn start(name: &str) -> Self {
+    pub async fn start(name: &str) -> Self {
         let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
         let port_text = port.to_string();
         let args = ["-H", "127.0.0.1", "-p", port_text.as_str()];
@@ -46,8 +46,8 @@ impl Bucket {
     }
 }
 
-async fn attachments_live_in_a_bucket(store: Store) {
-    let bucket = Bucket::start("evidence").await;
+/// A server on `store` whose blobs go to `s3://evidence/tickets` on `bucket`.
+pub async fn app_on_bucket(store: Store, bucket: &Bucket) -> TestApp {
     let mut app = TestApp::spawn(store).await;
     let mut settings = app.settings.clone();
     settings.blob_store = "s3://evidence/tickets".to_owned();
@@ -62,6 +62,12 @@ async fn attachments_live_in_a_bucket(store: Store) {
     .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
     .collect();
     app.restart(settings).await;
+    app
+}
+
+async fn attachments_live_in_a_bucket(store: Store) {
+    let bucket = Bucket::start("evidence").await;
+    let app = app_on_bucket(store, &bucket).await;
 
     let reporter = app.register("bucket@example.com").await;
     let files: Vec<_> = every_type().into_iter().map(|(file, _)| file).collect();

@@ -13,9 +13,11 @@ mod common;
 
 mod accepted;
 mod bucket;
+mod bucket_leftovers;
 mod concurrency;
 mod download;
 mod filenames;
+mod leftovers;
 mod limits;
 mod refused;
 mod retried;

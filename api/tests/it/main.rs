@@ -8,6 +8,7 @@ mod accounts;
 mod auth;
 mod committed;
 mod health;
+mod hostile;
 mod hygiene;
 mod idempotency;
 mod limits;

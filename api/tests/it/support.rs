@@ -20,7 +20,8 @@ pub const PASSWORD: &str = "tangerine-Kettle-47";
 const ADMIN_PASSWORD: &str = "Adm1n-orchard-Lantern";
 
 /// Text that must never reach a client: it would mean internals leaked.
-const LEAKS: &[&str] = &["sqlx", "panicked", "SELECT ", "INSERT INTO", "UPDATE tickets", "DELETE FROM", "syntax error"];
+pub const LEAKS: &[&str] =
+    &["sqlx", "panicked", "SELECT ", "INSERT INTO", "UPDATE tickets", "DELETE FROM", "syntax error"];
 
 /// Runs `async fn $name(store: Store)` once per store, as `$name::postgres`
 /// and `$name::sqlite`.
