@@ -162,6 +162,14 @@ impl JwtKeys {
         if claims.typ != ACCESS_TYP || Uuid::parse_str(&claims.sub).is_err() {
             return Err(TokenError::Invalid);
         }
+        // Only tokens we could have issued: none from the future, none that
+        // lives longer than ours do. A token dated ahead would otherwise
+        // outlive a later disabling, which counts from `iat`.
+        let now = Utc::now().timestamp();
+        let leeway = i64::try_from(LEEWAY_SECS).unwrap_or(0);
+        if claims.iat > now.saturating_add(leeway) || claims.exp.saturating_sub(claims.iat) > ACCESS_TOKEN_TTL_SECS {
+            return Err(TokenError::Invalid);
+        }
         Ok(claims)
     }
 
@@ -336,6 +344,24 @@ mod tests {
         old.nbf = None;
         let subject = keys.access_subject(&sign_with(Algorithm::HS256, &old)).unwrap();
         assert_eq!(subject.issued.timestamp_millis(), old.iat * 1000);
+    }
+
+    #[test]
+    fn tokens_from_the_future_or_living_too_long_are_refused() {
+        let keys = keys();
+        let user = Uuid::new_v4();
+        let later = Utc::now().timestamp() + 400 * 86_400;
+        let mut ahead = claims(user);
+        (ahead.iat, ahead.nbf, ahead.exp) = (later, None, later + 600);
+        let ahead = sign_with(Algorithm::HS256, &ahead);
+        assert!(keys.verify_access(&ahead).is_err());
+        assert!(keys.access_subject(&ahead).is_err());
+        let mut lasting = claims(user);
+        lasting.exp = lasting.iat + ACCESS_TOKEN_TTL_SECS + 1;
+        assert!(keys.verify_access(&sign_with(Algorithm::HS256, &lasting)).is_err());
+        let mut skewed = claims(user);
+        skewed.iat += 2;
+        assert!(keys.verify_access(&sign_with(Algorithm::HS256, &skewed)).is_ok(), "within the leeway");
     }
 
     #[test]

@@ -62,6 +62,7 @@ pub fn forge_tokens(app: &TestApp, employee: &Account) -> Vec<(&'static str, Str
     let keys = JwtKeys::new(secret.as_bytes()).expect("a valid secret");
     let id = Uuid::parse_str(employee_id).expect("a uuid");
     let (expired, _) = keys.issue_access(id, Utc::now() - chrono::Duration::hours(2)).expect("a token");
+    let (future, _) = keys.issue_access(id, Utc::now() + chrono::Duration::days(400)).expect("a token");
     let foreign = JwtKeys::new(b"some-other-secret-some-other-secret-0000").expect("a valid secret");
     let (wrong_key, _) = foreign.issue_access(id, Utc::now()).expect("a token");
     let parts: Vec<&str> = employee.split('.').collect();
@@ -84,6 +85,7 @@ pub fn forge_tokens(app: &TestApp, employee: &Account) -> Vec<(&'static str, Str
         ("claims swapped", swapped),
         ("another key", wrong_key),
         ("expired", expired),
+        ("issued in 400 days", future),
         ("refresh token", refresh.to_owned()),
         ("garbage", "not.a.jwt".to_owned()),
         ("two parts", format!("{}.{}", parts[0], parts[1])),
