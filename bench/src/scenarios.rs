@@ -102,7 +102,7 @@ pub async fn update(ctx: &Ctx, clients: usize, first: bool) -> (Vec<Row>, Option
     // One client updates the fresh ticket and the long one in turn, so both
     // see the same machine: run one after the other, bursts of CPU stolen by
     // the hypervisor of a shared host landed on one row or the other and
-    // moved their ratio between 0.57 and 1.25 (BENCHMARKS.md, eleventh round).
+    // moved their ratio between 0.57 and 1.25 (measured on a shared host).
     let both = ctx
         .run(1, 2, move |ctx, _, n| async move {
             if n % 2 == 0 {
