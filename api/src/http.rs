@@ -189,10 +189,10 @@ async fn graphql(
     let started = std::time::Instant::now();
     let held = std::sync::Arc::new(Held::default());
     let texts = std::sync::Arc::new(Texts::default());
-    let idempotency_key = crate::graphql::idempotency::sent(&parts.headers);
-    let info = RequestInfo { caller, request_id, client, held: held.clone(), texts: texts.clone(), idempotency_key };
+    let key = crate::graphql::idempotency::sent(&parts.headers);
+    let info = RequestInfo { caller, request_id, client, held: held.clone(), texts: texts.clone() };
     let deadline = state.app.settings.request_timeout;
-    let Ok(mut response) = tokio::time::timeout(deadline, answer(&state, request, info)).await else {
+    let Ok(mut response) = tokio::time::timeout(deadline, answer(&state, request, info, key)).await else {
         crate::metrics::record_request(started, true);
         tracing::warn!(timeout = ?deadline, "request abandoned at its deadline");
         return abandoned();
@@ -216,8 +216,14 @@ fn is_internal(error: &async_graphql::ServerError) -> bool {
 }
 
 /// Prepares the request's document (measured against the shape limits
-/// before anything walks it) and runs it.
-async fn answer(state: &HttpState, mut request: async_graphql::Request, info: RequestInfo) -> async_graphql::Response {
+/// before anything walks it) and runs it, under its `Idempotency-Key`
+/// when one was sent.
+async fn answer(
+    state: &HttpState,
+    mut request: async_graphql::Request,
+    info: RequestInfo,
+    key: Option<Result<String, crate::graphql::idempotency::InvalidKey>>,
+) -> async_graphql::Response {
     let prepared = match state.documents.prepare(&mut request).await {
         Ok(prepared) => prepared,
         Err(refused) => return async_graphql::Response::from_errors(vec![refused]),
@@ -226,10 +232,11 @@ async fn answer(state: &HttpState, mut request: async_graphql::Request, info: Re
     if state.app.settings.introspection == Introspection::Admins && !admin {
         request = request.disable_introspection();
     }
+    let (viewer, texts) = (info.caller.viewer().ok(), info.texts.clone());
     let (users, histories, attachments) = crate::graphql::loaders::for_request(&state.app.read);
     let request = request.data(info).data(users).data(histories).data(attachments);
     let schema = if matches!(prepared, Prepared::Known) { &state.schemas.known } else { &state.schemas.full };
-    let response = crate::graphql::idempotency::execute(&state.app, schema, request).await;
+    let response = crate::graphql::idempotency::execute(&state.app, schema, request, key, viewer, &texts).await;
     state.documents.answered(prepared, &response);
     response
 }

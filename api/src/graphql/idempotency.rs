@@ -11,7 +11,6 @@
 //! second account anyway (an account's id comes from its email).
 //! A request without the header costs nothing here but a map look-up.
 
-use std::any::TypeId;
 use std::io::Read;
 use std::sync::Arc;
 
@@ -21,7 +20,9 @@ use axum::http::HeaderMap;
 use commands::idempotency::{self, Found};
 use sha2::{Digest, Sha256};
 
-use super::{RequestInfo, TicketsSchema};
+use super::spliced::Texts;
+use super::TicketsSchema;
+use crate::auth::caller::Viewer;
 use crate::error::ApiError;
 use crate::state::App;
 
@@ -128,20 +129,24 @@ async fn fingerprint(request: &Request) -> Result<String, ApiError> {
     Ok(hex::encode(digest.finalize()))
 }
 
-/// Runs `request` on `schema`, under its `Idempotency-Key` when it has one.
-pub async fn execute(app: &App, schema: &TicketsSchema, mut request: Request) -> Response {
-    let info = request.data.get(&TypeId::of::<RequestInfo>()).and_then(|data| data.downcast_ref::<RequestInfo>());
-    let Some((sent, caller, texts)) =
-        info.and_then(|info| Some((info.idempotency_key.clone()?, info.caller.viewer().ok(), info.texts.clone())))
-    else {
-        return schema.execute(request).await;
-    };
+/// Runs `request` on `schema`, under its `Idempotency-Key` when it has one
+/// (`sent`, as [`sent`] read it) and a signed-in `viewer` sent it; `texts`
+/// are the request's spliced answers, for the answer kept with the key.
+pub async fn execute(
+    app: &App,
+    schema: &TicketsSchema,
+    mut request: Request,
+    sent: Option<Result<String, InvalidKey>>,
+    viewer: Option<Viewer>,
+    texts: &Texts,
+) -> Response {
+    let Some(sent) = sent else { return schema.execute(request).await };
     let Ok(key) = sent else {
         return refused(ApiError::BadInput(format!(
             "Idempotency-Key must be 1 to {MAX_KEY_LEN} visible ASCII characters"
         )));
     };
-    let Some(viewer) = caller else { return schema.execute(request).await };
+    let Some(viewer) = viewer else { return schema.execute(request).await };
     match recorded(&mut request) {
         Ok(true) => {}
         Ok(false) => return schema.execute(request).await,
@@ -182,5 +187,6 @@ pub async fn execute(app: &App, schema: &TicketsSchema, mut request: Request) ->
         // A retry then answers from the change the key recorded.
         tracing::warn!(error = %error, "cannot store an idempotent answer");
     }
+    // Splicing took the request's texts, so the answer goes out as kept.
     stored(&text)
 }

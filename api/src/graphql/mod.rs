@@ -29,8 +29,6 @@ pub struct RequestInfo {
     pub held: std::sync::Arc<admission::Held>,
     /// The JSON texts its fields answered, for the handler to splice in.
     pub texts: std::sync::Arc<spliced::Texts>,
-    /// The `Idempotency-Key` header, if sent (`idempotency::sent`).
-    pub idempotency_key: Option<Result<String, idempotency::InvalidKey>>,
 }
 
 /// The schema twice: `full` validates every request in full; `known`

@@ -25,6 +25,10 @@ async fn a_committed_write_never_answers_internal(store: Store) {
     let admin = app.admin().await;
     app.create_ticket(&admin.token, "Already there").await;
     rename(&app, "tickets", "tickets_away").await;
+    // The fault is real: a plain read of the read model fails now.
+    let (_, broken) =
+        app.gql_raw(Some(&admin.token), "{ tickets(first: 1) { edges { node { id } } } }", json!({})).await;
+    assert!(broken.contains("\"INTERNAL\""), "the read model is away: {broken}");
 
     let created = app
         .gql(
